@@ -1,0 +1,39 @@
+"""``python -m bench``: run one grid point, or a Hydra multirun (``-m``) over many.
+
+    python -m bench model=unet resolution=128x128
+    python -m bench -m model=fcn8s,segnet resolution=256x256,512x512
+    python -m bench sweep=default            # the named grid `make bench` runs
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from bench.runner import run_job
+from bench.schema import FAILED_STATUSES
+from bench.store import ResultStore
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> str:
+    hydra_cfg = HydraConfig.get()
+    outcome = run_job(cfg, Path(hydra_cfg.runtime.output_dir))
+    if hydra_cfg.mode == RunMode.RUN:
+        if outcome.row_file:
+            row = ResultStore(cfg.results_dir).read(Path(outcome.row_file))
+            print(f"row written to {outcome.row_file}:")
+            print(row.to_text())
+        if outcome.status in FAILED_STATUSES:
+            sys.exit(1)
+    return outcome.status
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""One grid point, read from the Hydra config: typed fields and the key that names it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+MODES = ("profile", "accuracy", "eval")
+
+
+def parse_resolution(value: Any) -> tuple[int, int]:
+    """``"360x480"`` (height x width), ``"256"`` (square) or an int -> (height, width)."""
+    text = str(value).strip().lower()
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text)
+    if not match:
+        raise ValueError(f"resolution must look like HEIGHTxWIDTH, e.g. resolution=360x480; got {value!r}")
+    height = int(match.group(1))
+    width = int(match.group(2) or height)
+    if height < 1 or width < 1:
+        raise ValueError(f"resolution must be positive, got {value!r}")
+    return height, width
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    mode: str
+    model: str
+    model_kwargs: dict[str, Any]
+    dataset: str
+    device: str
+    device_index: int | None
+    height: int
+    width: int
+    batch_size: int
+    precision: str
+    channels_last: bool
+    compile: bool
+    threads: int | None
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "JobSpec":
+        if cfg.mode not in MODES:
+            raise ValueError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if int(cfg.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
+        model = _plain(cfg.model)
+        height, width = parse_resolution(cfg.resolution)
+        return cls(
+            mode=cfg.mode,
+            model=model.pop("name"),
+            model_kwargs=model,
+            dataset=cfg.dataset.name,
+            device=cfg.device.name,
+            device_index=cfg.device.get("index"),
+            height=height,
+            width=width,
+            batch_size=int(cfg.batch_size),
+            precision=cfg.precision,
+            channels_last=bool(cfg.channels_last),
+            compile=bool(cfg.compile),
+            threads=None if cfg.threads is None else int(cfg.threads),
+        )
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return PRECISIONS[self.precision]
+
+
+def job_key(cfg: DictConfig) -> str:
+    """A readable, stable name for the grid point: the same configuration, the same key.
+
+    Only what changes the measurement goes in (not ``force``, ``isolate``, paths of output,
+    timing-loop settings); the hash covers the full model, data set and training settings.
+    """
+    spec = JobSpec.from_config(cfg)
+    keyed = {
+        "spec": spec.__dict__,
+        "dataset": _plain(cfg.dataset),
+        "train": _plain(cfg.train) if spec.mode == "accuracy" else None,
+        "eval_split": cfg.eval_split if spec.mode != "profile" else None,
+        "checkpoint": cfg.checkpoint if spec.mode == "eval" else None,
+    }
+    digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    flags = "".join(["_cl" if spec.channels_last else "", "_compiled" if spec.compile else ""])
+    return (f"{spec.model}_{spec.dataset}_{spec.device}_{spec.height}x{spec.width}_b{spec.batch_size}"
+            f"_{spec.precision}{flags}_{spec.mode}_{digest}")

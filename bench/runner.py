@@ -1,0 +1,198 @@
+"""Running one job: resume check, fault isolation, the stages, and storing its row.
+
+Every failure inside a job becomes a row with a status and a cause, never a crash of the
+sweep: ``unavailable`` (device not present), ``oom`` (CUDA or CPU out of memory), ``error``
+(anything else, traceback stored beside the row), ``timeout`` (an isolated job past its limit).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bench.devices import DeviceUnavailableError, resolve_device
+from bench.environment import environment
+from bench.jobspec import JobSpec, job_key
+from bench.measure.latency import TimingConfig
+from bench.profile import profile_model
+from bench.schema import ResultRow
+from bench.store import ResultStore
+
+OOM_ERRORS = (torch.OutOfMemoryError, MemoryError)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_key: str
+    status: str          # a row status, or "skipped" when an ok row already existed
+    row_file: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _import_plugins(cfg: DictConfig) -> None:
+    """Modules named in ``plugins`` register extra models (``@register_model``) when imported."""
+    import models  # noqa: F401  (registers the built-in architectures)
+    for module in cfg.get("plugins") or []:
+        importlib.import_module(module)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _base_row(cfg: DictConfig, run_id: str) -> ResultRow:
+    """A row holding the job's identity, grid point and environment, before any measurement."""
+    spec = JobSpec.from_config(cfg)
+    return ResultRow(
+        job_key=job_key(cfg), run_id=run_id, status="ok", started_at=_now(), mode=spec.mode,
+        model=spec.model, model_kwargs=spec.model_kwargs, dataset=spec.dataset,
+        num_classes=int(cfg.dataset.num_classes), device=spec.device, height=spec.height,
+        width=spec.width, batch_size=spec.batch_size, precision=spec.precision,
+        channels_last=spec.channels_last, compile=spec.compile, threads=spec.threads,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        **{k: v for k, v in environment(torch.device("cpu")).items() if k != "device_name"},
+    )
+
+
+def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> None:
+    """Build the model and fill ``row`` with the accuracy (when asked) and profile fields."""
+    from models import create_model
+
+    device = resolve_device(spec.device, spec.device_index)
+    row.device_name = environment(device)["device_name"]
+    if spec.threads is not None:
+        torch.set_num_threads(spec.threads)
+    row.threads = torch.get_num_threads()
+    torch.manual_seed(int(cfg.seed))
+    num_classes = int(cfg.dataset.num_classes)
+    in_channels = int(cfg.dataset.get("in_channels", 3))
+    model = create_model(spec.model, num_classes=num_classes, in_channels=in_channels, **spec.model_kwargs)
+
+    if spec.mode in ("accuracy", "eval"):
+        from bench.evaluate import run_accuracy
+        accuracy = run_accuracy(
+            model.to(device), cfg.dataset, cfg.train, cfg.eval_split, (spec.height, spec.width),
+            device, run_dir, checkpoint=cfg.checkpoint if spec.mode == "eval" else None,
+            progress=bool(cfg.progress))
+        for name, value in accuracy.items():
+            setattr(row, name, value if value is not None or name != "checkpoint" else "")
+
+    timing = TimingConfig(**OmegaConf.to_container(cfg.measure, resolve=True))
+    batch_size = spec.batch_size
+    while True:
+        try:
+            measured = profile_model(model, spec, num_classes, in_channels, device, timing,
+                                     batch_size, progress=bool(cfg.progress))
+            break
+        except OOM_ERRORS:
+            if cfg.oom_policy != "halve" or batch_size == 1:
+                raise
+            batch_size //= 2  # recorded as batch_size_used; batch_size stays the key
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    for name, value in measured.items():
+        setattr(row, name, value)
+
+
+def execute(cfg: DictConfig, run_dir: Path, run_id: str | None = None) -> tuple[ResultRow, str]:
+    """Run one job in this process; returns its row and (for a failure) the traceback text."""
+    spec = JobSpec.from_config(cfg)
+    row = _base_row(cfg, run_id or uuid.uuid4().hex[:12])
+    started = time.perf_counter()
+    trace = ""
+    try:
+        _import_plugins(cfg)
+        _stages(cfg, spec, row, run_dir)
+    except DeviceUnavailableError as exc:
+        row.status, row.error = "unavailable", str(exc)
+    except OOM_ERRORS as exc:
+        row.status, row.error, trace = "oom", _describe(exc), traceback.format_exc()
+    except Exception as exc:  # noqa: BLE001  (any failure becomes a recorded row)
+        row.status, row.error, trace = "error", _describe(exc), traceback.format_exc()
+    row.finished_at = _now()
+    row.wall_seconds = time.perf_counter() - started
+    return row, trace
+
+
+def _execute_isolated(cfg: DictConfig, run_dir: Path, store: ResultStore) -> tuple[ResultRow, str, bool]:
+    """Run the job in a fresh interpreter (``bench.worker``), so no state leaks between jobs.
+
+    Returns (row, traceback, stored): ``stored`` is True when the worker wrote the row itself.
+    """
+    run_id = uuid.uuid4().hex[:12]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "job_config.yaml"
+    OmegaConf.save(cfg, config_file, resolve=True)
+    command = [sys.executable, "-m", "bench.worker", str(config_file), str(run_dir), run_id]
+    timeout = cfg.job_timeout
+    started = _now()
+    with tempfile.TemporaryFile("w+") as log:
+        try:
+            process = subprocess.run(command, stdout=None, stderr=log, timeout=timeout,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            log.seek(0)
+            stderr_tail = log.read()[-4000:]
+            written = [r for r in store.load(job_key(cfg)).rows if r.run_id == run_id]
+            if written:
+                return written[0], "", True
+            status, cause = "error", f"worker exited with code {process.returncode} and wrote no row"
+        except subprocess.TimeoutExpired:
+            log.seek(0)
+            stderr_tail = log.read()[-4000:]
+            status, cause = "timeout", f"job exceeded job_timeout={timeout} s and was killed"
+    row = _base_row(cfg, run_id)
+    row.status, row.error, row.started_at, row.finished_at = status, cause, started, _now()
+    return row, stderr_tail, False
+
+
+def summary_line(row: ResultRow) -> str:
+    """One line per finished job, for the console."""
+    head = (f"[{row.status}] {row.model} {row.dataset} {row.device} {row.height}x{row.width} "
+            f"b{row.batch_size} {row.precision}")
+    if row.status != "ok":
+        return f"{head}: {row.error}"
+    parts = [f"{row.latency_ms_median:.2f} ms median (IQR {row.latency_ms_iqr:.2f}, n={row.latency_iters})",
+             f"{row.params_total / 1e6:.2f} M params",
+             f"{row.flops_per_image / 1e9:.2f} GFLOP/img",
+             f"peak {row.peak_memory_mib:.0f} MiB"]
+    if row.miou is not None:
+        parts.insert(0, f"mIoU {row.miou:.3f} ({row.split})")
+    return f"{head}: " + ", ".join(parts)
+
+
+def run_job(cfg: DictConfig, run_dir: Path) -> JobOutcome:
+    """Resume check, run (in-process or isolated), store the row, write the outcome marker."""
+    store = ResultStore(cfg.results_dir)
+    key = job_key(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.force and store.has_ok_row(key):
+        outcome = JobOutcome(key, "skipped")
+        print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
+    else:
+        if cfg.isolate:
+            row, trace, stored = _execute_isolated(cfg, run_dir, store)
+        else:
+            (row, trace), stored = execute(cfg, run_dir), False
+        path = store.row_path(row) if stored else store.write(row, trace)
+        outcome = JobOutcome(key, row.status, str(path))
+        print(summary_line(row))
+    (run_dir / "outcome.json").write_text(outcome.to_json())
+    return outcome

@@ -1,0 +1,121 @@
+"""The result row: one dataclass defines every column, and all reading and writing goes through it.
+
+A row is one execution of one grid point (a *job*). ``job_key`` names the grid point (the same
+configuration always gets the same key, which is what resume and the report group by);
+``run_id`` names the execution, so a forced re-run adds a row instead of replacing one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+#: Every status a row can carry. Only ``ok`` rows hold measurements.
+STATUSES = ("ok", "error", "oom", "timeout", "unavailable")
+#: Statuses that make a sweep exit non-zero.
+FAILED_STATUSES = ("error", "oom", "timeout")
+
+FLOP_COUNTER = "torch.utils.flop_counter.FlopCounterMode"
+FLOP_UNIT = "FLOP per image, forward pass (1 multiply-add = 2 FLOP)"
+
+
+@dataclass
+class ResultRow:
+    # --- identity and outcome -------------------------------------------------------------
+    job_key: str
+    run_id: str
+    status: str
+    error: str = ""                    # "ExceptionType: message" when status != ok
+    traceback_file: str = ""           # full traceback, written beside the row
+    started_at: str = ""               # ISO 8601, UTC
+    finished_at: str = ""
+    wall_seconds: float | None = None
+    host: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    # --- the grid point ---------------------------------------------------------------------
+    mode: str = "profile"              # profile | accuracy | eval
+    model: str = ""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = ""
+    num_classes: int | None = None
+    device: str = ""
+    height: int | None = None
+    width: int | None = None
+    batch_size: int | None = None
+    batch_size_used: int | None = None  # differs from batch_size only under oom_policy=halve
+    precision: str = ""
+    channels_last: bool = False
+    compile: bool = False
+    threads: int | None = None
+
+    # --- size and compute -------------------------------------------------------------------
+    params_total: int | None = None
+    params_trainable: int | None = None
+    model_size_mib: float | None = None  # parameters + buffers, 2**20 bytes
+    flops_per_image: float | None = None
+    flop_counter: str = FLOP_COUNTER
+    flop_unit: str = FLOP_UNIT
+
+    # --- latency (per batch) and throughput -------------------------------------------------
+    latency_ms_median: float | None = None
+    latency_ms_iqr: float | None = None
+    latency_ms_p90: float | None = None
+    latency_ms_mean: float | None = None
+    latency_iters: int | None = None
+    warmup_iters: int | None = None
+    compile_seconds: float | None = None
+    throughput_ips: float | None = None  # images per second = batch_size / median latency
+    timer: str = ""
+
+    # --- memory -----------------------------------------------------------------------------
+    peak_memory_mib: float | None = None        # weights + input + peak activations, one forward
+    activation_peak_mib: float | None = None    # peak above the pre-forward baseline
+    memory_counter: str = ""
+
+    # --- accuracy ---------------------------------------------------------------------------
+    split: str = ""
+    miou: float | None = None
+    per_class_iou: dict[str, float] = field(default_factory=dict)
+    pixel_accuracy: float | None = None
+    mean_accuracy: float | None = None
+    fw_iou: float | None = None
+    train_steps: int | None = None
+    train_seconds: float | None = None
+    epochs: float | None = None
+    final_loss: float | None = None
+    checkpoint: str = ""
+
+    # --- environment ------------------------------------------------------------------------
+    torch_version: str = ""
+    cuda_version: str = ""
+    device_name: str = ""
+    python_version: str = ""
+    git_commit: str = ""
+    segbench_version: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved job config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_text(self) -> str:
+        """The measured fields, one per line (empty ones and the full config left out)."""
+        lines = []
+        for name, value in self.to_dict().items():
+            if name == "config" or value in (None, "", {}):
+                continue
+            shown = f"{value:.6g}" if isinstance(value, float) else value
+            lines.append(f"  {name}: {shown}")
+        return "\n".join(lines)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ResultRow":
+        """Build a row from stored data; unknown keys (from a newer schema) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def columns() -> list[str]:
+    return [f.name for f in dataclasses.fields(ResultRow)]

@@ -1,0 +1,81 @@
+"""Rows on disk: one JSON file per execution, written atomically, never overwritten.
+
+Layout under the results directory::
+
+    rows/<job_key>/<finished_at>_<run_id>.json    one file per execution of a grid point
+    rows/<job_key>/<finished_at>_<run_id>.traceback.txt   beside a failed one
+
+One file per row means many processes (joblib, SLURM array jobs on many hosts) can write into
+one shared directory without locks: names never clash, and ``os.replace`` makes each file
+appear whole or not at all, so a job killed mid-write leaves at worst a stray ``.tmp`` file,
+which readers ignore.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.schema import ResultRow
+
+ROWS_DIR = "rows"
+
+
+@dataclass
+class LoadedRows:
+    rows: list[ResultRow]
+    unreadable: list[Path] = field(default_factory=list)  # incomplete or corrupt files, skipped
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.rows_dir = self.root / ROWS_DIR
+
+    def row_path(self, row: ResultRow) -> Path:
+        stamp = row.finished_at.replace(":", "").replace("-", "")
+        return self.rows_dir / row.job_key / f"{stamp}_{row.run_id}.json"
+
+    def write(self, row: ResultRow, traceback_text: str = "") -> Path:
+        """Store ``row`` (and its traceback, if any) and return the row's path."""
+        path = self.row_path(row)
+        if traceback_text:
+            tb_path = path.with_suffix(".traceback.txt")
+            _atomic_write_text(tb_path, traceback_text)
+            row.traceback_file = str(tb_path)
+        _atomic_write_text(path, json.dumps(row.to_dict(), indent=1, sort_keys=True, default=str))
+        return path
+
+    def read(self, path: Path) -> ResultRow:
+        return ResultRow.from_dict(json.loads(Path(path).read_text()))
+
+    def load(self, job_key: str | None = None) -> LoadedRows:
+        """Every stored row (of one job, if given), oldest first; unreadable files are listed."""
+        pattern = f"{job_key}/*.json" if job_key else "*/*.json"
+        loaded = LoadedRows(rows=[])
+        for path in sorted(self.rows_dir.glob(pattern)):
+            try:
+                loaded.rows.append(self.read(path))
+            except (json.JSONDecodeError, TypeError, UnicodeDecodeError, OSError):
+                loaded.unreadable.append(path)
+        loaded.rows.sort(key=lambda r: r.finished_at)
+        return loaded
+
+    def has_ok_row(self, job_key: str) -> bool:
+        return any(row.status == "ok" for row in self.load(job_key).rows)

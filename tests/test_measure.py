@@ -1,0 +1,104 @@
+"""The measuring instruments, checked against quantities worked out by hand."""
+import statistics
+
+import pytest
+import torch
+from torch import nn
+
+import bench.measure.latency as latency
+from bench.measure.flops import forward_flops
+from bench.measure.latency import TimingConfig, measure_latency, summarize
+from bench.measure.memory import TensorMemoryTracker, forward_peak_memory
+from bench.measure.size import MIB, model_size
+
+FLOAT32 = 4
+
+
+def test_memory_tracker_matches_hand_count_for_a_conv_chain():
+    # 3 -> 16 -> 4 -> 8 channels at 32x32, no padding change. While conv k runs, its input
+    # (conv k-1's output) and its output are alive; earlier outputs are freed. So the peak is
+    # max(out1 + out2, out2 + out3) = (16 + 4) maps, not the sum of all (28) or the largest (16).
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 4, 3, padding=1),
+                        nn.Conv2d(4, 8, 3, padding=1))
+    x = torch.randn(1, 3, 32, 32)
+    pixels = 32 * 32
+    tracker = TensorMemoryTracker()
+    with torch.inference_mode(), tracker:
+        net(x)
+    assert tracker.peak_bytes == (16 + 4) * pixels * FLOAT32
+
+
+def test_memory_tracker_counts_a_storage_once_across_views():
+    tracker = TensorMemoryTracker()
+    with tracker:
+        base = torch.zeros(1000)
+        views = [base.view(10, 100), base[:500], base.reshape(100, 10)]
+    assert tracker.peak_bytes == 1000 * FLOAT32
+    del views
+
+
+def test_forward_peak_memory_adds_weights_and_input_on_cpu():
+    net = nn.Conv2d(3, 8, 1)
+    x = torch.randn(2, 3, 16, 16)
+    reading = forward_peak_memory(net, x, torch.device("cpu"))
+    weights = (8 * 3 + 8) * FLOAT32
+    activations = 2 * 8 * 16 * 16 * FLOAT32
+    assert reading.activation_mib * MIB == activations
+    assert reading.peak_mib * MIB == weights + x.numel() * FLOAT32 + activations
+
+
+def test_flops_match_hand_count_including_transposed_convolution():
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),   # 32x32 -> 16x16
+        nn.ReLU(),
+        nn.ConvTranspose2d(8, 4, 2, stride=2),     # 16x16 -> 32x32
+        nn.Conv2d(4, 5, 1),                        # 32x32
+    )
+    x = torch.randn(2, 3, 32, 32)
+    conv_macs = 16 * 16 * 8 * (3 * 3 * 3)          # output pixels x out channels x kernel volume
+    # A transposed conv multiplies every input pixel by a Cin x Cout x k x k kernel.
+    transposed_macs = 16 * 16 * 8 * 4 * (2 * 2)
+    pointwise_macs = 32 * 32 * 5 * 4
+    assert forward_flops(net, x) == 2 * 2 * (conv_macs + transposed_macs + pointwise_macs)
+
+
+def test_model_size_separates_trainable_and_counts_buffers_in_bytes():
+    net = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4))
+    net[0].weight.requires_grad_(False)
+    size = model_size(net)
+    assert size.params_total == 12 + 8
+    assert size.params_trainable == 8
+    # Buffers: running mean and var (4 float32 each) and num_batches_tracked (one int64).
+    assert size.size_mib * MIB == (12 + 8 + 4 + 4) * FLOAT32 + 1 * 8
+
+
+def test_summarize_reports_median_iqr_and_p90():
+    times = [float(t) for t in range(1, 12)]  # 1..11 ms
+    stats = summarize(times, warmup_iters=3, timer="t")
+    assert stats.median_ms == 6
+    assert stats.iqr_ms == pytest.approx(8.5 - 3.5)
+    assert stats.p90_ms == pytest.approx(10)
+    assert stats.mean_ms == statistics.fmean(times)
+    assert stats.iters == 11
+
+
+def test_measure_latency_warms_up_then_runs_at_least_min_iters():
+    calls = []
+    stats = measure_latency(lambda: calls.append(1), torch.device("cpu"),
+                            TimingConfig(warmup_iters=4, min_run_time=0.0, min_iters=7))
+    assert len(calls) == 4 + 7
+    assert stats.iters == 7 and stats.warmup_iters == 4
+
+
+def test_measure_latency_keeps_going_until_min_run_time(monkeypatch):
+    clock = {"t": 0.0}
+
+    def fake_perf_counter():
+        clock["t"] += 0.01
+        return clock["t"]
+
+    monkeypatch.setattr(latency.time, "perf_counter", fake_perf_counter)
+    stats = measure_latency(lambda: None, torch.device("cpu"),
+                            TimingConfig(warmup_iters=0, min_run_time=1.0, min_iters=2))
+    # Each iteration advances the fake clock by 3 ticks (loop check, start, stop) of 10 ms.
+    assert stats.iters >= 30
