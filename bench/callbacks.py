@@ -36,6 +36,10 @@ class SweepSummary(Callback):
     def __init__(self) -> None:
         self.bar: tqdm | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Launchers such as submitit pickle the callbacks into each job; the bar stays here.
+        return {**self.__dict__, "bar": None}
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.bar = tqdm(total=count_jobs(config), desc="sweep", unit="job", file=sys.stderr)
 
@@ -44,9 +48,10 @@ class SweepSummary(Callback):
             self.bar.update()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
         outcomes = read_outcomes(Path(config.hydra.sweep.dir))
+        if self.bar is not None:
+            self.bar.update(len(outcomes) - self.bar.n)  # jobs run by other processes count too
+            self.bar.close()
         counts = Counter(o["status"] for o in outcomes)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         print(f"sweep finished: {len(outcomes)} jobs: {summary or 'none ran'}  "

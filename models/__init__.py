@@ -2,3 +2,4 @@
 from models.registry import UnknownModelError, create_model, list_models, register_model, resolve_name
 
 __all__ = ["UnknownModelError", "create_model", "list_models", "register_model", "resolve_name"]
+from models import fcdensenet, unet, adversarial  # noqa: E402,F401

@@ -40,14 +40,16 @@ _DROPOUT = 0.2
 
 
 @contextmanager
-def _running_stats_frozen(norm: nn.BatchNorm2d):
-    """Recomputation runs BN's forward a second time; normalise with the batch statistics as the
-    first pass did, without counting the batch twice in the running statistics."""
-    norm.track_running_stats = False
+def _running_stats_restored(norm: nn.BatchNorm2d):
+    """Recomputation runs BN's forward a second time (in training mode it normalises with the batch
+    statistics, exactly as the first pass did); restore the running statistics afterwards so each
+    batch counts once. BN must still receive them: the recomputation has to save the same tensors."""
+    kept = [buffer.clone() for buffer in norm.buffers()]
     try:
         yield
     finally:
-        norm.track_running_stats = True
+        for buffer, value in zip(norm.buffers(), kept):
+            buffer.copy_(value)
 
 
 class DenseLayer(nn.Module):
@@ -68,7 +70,7 @@ class DenseLayer(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         if self.memory_efficient and torch.is_grad_enabled():
             new = checkpoint(self._concat_norm_relu_conv, *features, use_reentrant=False,
-                             context_fn=lambda: (nullcontext(), _running_stats_frozen(self.norm)))
+                             context_fn=lambda: (nullcontext(), _running_stats_restored(self.norm)))
         else:
             new = self._concat_norm_relu_conv(*features)
         return self.drop(new)

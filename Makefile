@@ -1,0 +1,37 @@
+# segbench: `make bench` runs the default grid and writes the report; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: setup bench report test microbench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --editable '.[dev]'
+	touch $(STAMP)
+
+# Both grids run even if a job fails; the report is written either way; the exit code says
+# whether every job succeeded.
+bench: setup
+	status=0; \
+	$(PY) -m bench sweep=default $(ARGS) || status=1; \
+	$(PY) -m bench sweep=resolutions $(ARGS) || status=1; \
+	$(PY) -m bench.report || status=1; \
+	exit $$status
+
+report: setup
+	$(PY) -m bench.report
+
+test: setup
+	$(PY) -m pytest -q --benchmark-disable
+
+microbench: setup
+	$(PY) -m pytest -q tests/test_microbench.py --benchmark-only --benchmark-group-by=group
+
+clean:
+	rm -rf results .pytest_cache .benchmarks

@@ -1,0 +1,94 @@
+"""VGG16 pieces shared by FCN, DilatedNet and SegNet, built from torchvision's ``vgg16`` / ``vgg16_bn``.
+
+Simonyan & Zisserman's VGG16 (configuration D): 13 3x3 convolutions in five stages of 2, 2, 3, 3, 3
+layers (64, 128, 256, 512, 512 channels), each stage closed by a 2x2 max-pool, then fc6 (25088->4096),
+fc7 (4096->4096) and fc8 (4096->1000). The segmentation models reuse torchvision's conv layers (so the
+ImageNet weights fit them unchanged) and pool each in their own way, which is why ``vgg16_stages``
+drops the pools. FCN and DilatedNet keep fc6/fc7 as convolutions ("convolutionalised",
+Long et al. 2015, sec. 3.1): ``convolutionalised_head`` is the one place that does it.
+
+ImageNet weights are read from the local torch hub cache only; nothing is ever downloaded.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torchvision.models import VGG, VGG16_BN_Weights, VGG16_Weights, WeightsEnum, vgg16, vgg16_bn
+
+FC6_KERNEL = 7  # fc6 sees the 7x7x512 pool5 map of a 224x224 ImageNet crop
+
+
+def cached_weights_path(weights: WeightsEnum) -> Path:
+    """Where ``torch.hub`` keeps ``weights`` (``<torch.hub.get_dir()>/checkpoints/<file name of its URL>``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def load_cached_weights(weights: WeightsEnum) -> dict[str, torch.Tensor]:
+    """State dict of ``weights`` from the local hub cache; FileNotFoundError (with the path) if absent."""
+    path = cached_weights_path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained_backbone=True needs torchvision's {weights} ImageNet weights at {path}, "
+            f"which does not exist (segbench never downloads). Copy the file from {weights.url} "
+            f"to {path} (the directory follows $TORCH_HOME / torch.hub.set_dir), "
+            f"or use pretrained_backbone=False.")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def vgg16_backbone(*, batch_norm: bool, pretrained: bool, in_channels: int = 3) -> VGG:
+    """torchvision's VGG16 (``batch_norm``: VGG16-BN), ImageNet weights from the cache if ``pretrained``.
+
+    ``in_channels != 3`` replaces the first convolution with a freshly initialised one (the ImageNet
+    filters are RGB-only), initialised as torchvision initialises its convolutions.
+    """
+    weights = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
+    state = load_cached_weights(weights) if pretrained else None  # fail before the costly build
+    vgg = (vgg16_bn if batch_norm else vgg16)(weights=None)
+    if state is not None:
+        vgg.load_state_dict(state)
+    if in_channels != 3:
+        first = vgg.features[0]
+        vgg.features[0] = nn.Conv2d(in_channels, first.out_channels, first.kernel_size, padding=first.padding)
+        nn.init.kaiming_normal_(vgg.features[0].weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(vgg.features[0].bias)
+    return vgg
+
+
+def vgg16_stages(vgg: VGG) -> list[nn.Sequential]:
+    """The five conv stages of ``vgg.features`` (conv[, BN], ReLU layers), max-pools left out."""
+    stages, layers = [], []
+    for layer in vgg.features:
+        if isinstance(layer, nn.MaxPool2d):
+            stages.append(nn.Sequential(*layers))
+            layers = []
+        else:
+            layers.append(layer)
+    return stages
+
+
+def convolutionalised_head(vgg: VGG, dilation: int = 1) -> nn.Sequential:
+    """fc6 and fc7 of ``vgg`` as convolutions: 7x7 512->4096 (dilated by ``dilation``) and 1x1 4096->4096.
+
+    Each is followed by ReLU and Dropout(0.5), as in VGG16 and in the FCN / Dilation reference nets.
+    The convolutions take the Linear layers' weights (reshaped), so ImageNet weights carry over. fc6 is
+    a valid convolution: callers pad (FCN pads the input, DilatedNet pads fc6's input).
+    """
+    fc6, fc7 = vgg.classifier[0], vgg.classifier[3]
+    return nn.Sequential(
+        _conv_from_linear(fc6, FC6_KERNEL, dilation), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        _conv_from_linear(fc7, 1), nn.ReLU(inplace=True), nn.Dropout(0.5))
+
+
+def _conv_from_linear(linear: nn.Linear, kernel_size: int, dilation: int = 1) -> nn.Conv2d:
+    in_channels = linear.in_features // kernel_size**2
+    # skip_init: the weights are copied right away, so don't spend time initialising 100M of them.
+    conv = nn.utils.skip_init(nn.Conv2d, in_channels, linear.out_features, kernel_size,
+                              dilation=dilation, device=linear.weight.device)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.view_as(conv.weight))
+        conv.bias.copy_(linear.bias)
+    return conv
