@@ -58,6 +58,6 @@ class SweepSummary(Callback):
               f"(rows in {config.results_dir}/rows, jobs in {config.hydra.sweep.dir})")
         failed = [o for o in outcomes if o["status"] in FAILED_STATUSES]
         for outcome in failed:
-            print(f"  {outcome['status']}: {outcome['job_key']}  ({outcome['row_file']})")
+            print(f"  {outcome['status']}: {outcome['job_key'] or outcome['error']}  ({outcome['row_file']})")
         if failed:
             sys.exit(1)

@@ -14,16 +14,20 @@ PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("profile", "accuracy", "eval")
 
 
+class ConfigError(ValueError):
+    """A configuration value that cannot name a job; the message says what is accepted."""
+
+
 def parse_resolution(value: Any) -> tuple[int, int]:
     """``"360x480"`` (height x width), ``"256"`` (square) or an int -> (height, width)."""
     text = str(value).strip().lower()
     match = re.fullmatch(r"(\d+)(?:x(\d+))?", text)
     if not match:
-        raise ValueError(f"resolution must look like HEIGHTxWIDTH, e.g. resolution=360x480; got {value!r}")
+        raise ConfigError(f"resolution must look like HEIGHTxWIDTH, e.g. resolution=360x480; got {value!r}")
     height = int(match.group(1))
     width = int(match.group(2) or height)
     if height < 1 or width < 1:
-        raise ValueError(f"resolution must be positive, got {value!r}")
+        raise ConfigError(f"resolution must be positive, got {value!r}")
     return height, width
 
 
@@ -50,11 +54,13 @@ class JobSpec:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "JobSpec":
         if cfg.mode not in MODES:
-            raise ValueError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
+            raise ConfigError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
         if cfg.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if int(cfg.batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
+        if cfg.mode == "eval" and not cfg.checkpoint:
+            raise ConfigError("mode=eval needs checkpoint=PATH (a checkpoint.pt written by mode=accuracy)")
         model = _plain(cfg.model)
         height, width = parse_resolution(cfg.resolution)
         return cls(

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import environment
-from bench.jobspec import JobSpec, job_key
+from bench.jobspec import ConfigError, JobSpec, job_key
 from bench.measure.latency import TimingConfig
 from bench.profile import profile_model
 from bench.schema import ResultRow
@@ -36,8 +36,9 @@ OOM_ERRORS = (torch.OutOfMemoryError, MemoryError)
 @dataclass(frozen=True)
 class JobOutcome:
     job_key: str
-    status: str          # a row status, or "skipped" when an ok row already existed
+    status: str          # a row status; "skipped" (an ok row existed) or "invalid" (bad config)
     row_file: str = ""
+    error: str = ""
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -178,21 +179,30 @@ def summary_line(row: ResultRow) -> str:
     return f"{head}: " + ", ".join(parts)
 
 
+def _run_or_skip(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -> JobOutcome:
+    if not cfg.force and store.has_ok_row(key):
+        print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
+        return JobOutcome(key, "skipped")
+    if cfg.isolate:
+        row, trace, stored = _execute_isolated(cfg, run_dir, store)
+    else:
+        (row, trace), stored = execute(cfg, run_dir), False
+    path = store.row_path(row) if stored else store.write(row, trace)
+    print(summary_line(row))
+    return JobOutcome(key, row.status, str(path))
+
+
 def run_job(cfg: DictConfig, run_dir: Path) -> JobOutcome:
     """Resume check, run (in-process or isolated), store the row, write the outcome marker."""
     store = ResultStore(cfg.results_dir)
-    key = job_key(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not cfg.force and store.has_ok_row(key):
-        outcome = JobOutcome(key, "skipped")
-        print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
+    try:
+        key = job_key(cfg)
+    except ConfigError as exc:
+        # No grid point to name, so no row: the outcome marker still makes the sweep fail.
+        outcome = JobOutcome("", "invalid", error=str(exc))
+        print(f"[invalid] {exc}", file=sys.stderr)
     else:
-        if cfg.isolate:
-            row, trace, stored = _execute_isolated(cfg, run_dir, store)
-        else:
-            (row, trace), stored = execute(cfg, run_dir), False
-        path = store.row_path(row) if stored else store.write(row, trace)
-        outcome = JobOutcome(key, row.status, str(path))
-        print(summary_line(row))
+        outcome = _run_or_skip(cfg, key, run_dir, store)
     (run_dir / "outcome.json").write_text(outcome.to_json())
     return outcome

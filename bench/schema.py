@@ -14,8 +14,8 @@ SCHEMA_VERSION = 1
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 STATUSES = ("ok", "error", "oom", "timeout", "unavailable")
-#: Statuses that make a sweep exit non-zero.
-FAILED_STATUSES = ("error", "oom", "timeout")
+#: Job outcomes that make a sweep exit non-zero ("invalid": a config that names no job).
+FAILED_STATUSES = ("error", "oom", "timeout", "invalid")
 
 FLOP_COUNTER = "torch.utils.flop_counter.FlopCounterMode"
 FLOP_UNIT = "FLOP per image, forward pass (1 multiply-add = 2 FLOP)"

@@ -1,8 +1,8 @@
 """Models for testing the harness itself, loaded into a job with ``plugins=[tests.plugin_models]``.
 
-``tiny_segmenter`` is a real (small, fast) segmentation net; ``raising_model`` and
-``oom_model`` fail in their forward pass the way real models do, so tests can check that a
-sweep records the failure and goes on.
+``tiny_segmenter`` is a real (small, fast) segmentation net. ``fault_injector`` is the same
+net, except that it fails the way real models do (an exception, an out-of-memory error) at the
+input widths it is told to, so one sweep can hold both healthy and failing jobs.
 """
 import torch
 from torch import nn
@@ -20,13 +20,18 @@ class TinySegmenter(nn.Module):
         return self.body(x)
 
 
-class FailingForward(TinySegmenter):
-    def __init__(self, error: Exception, **kwargs):
+class FaultInjector(TinySegmenter):
+    def __init__(self, error_at_width: int | None, oom_at_width: int | None, **kwargs):
         super().__init__(**kwargs)
-        self.error = error
+        self.error_at_width = error_at_width
+        self.oom_at_width = oom_at_width
 
     def forward(self, x):
-        raise self.error
+        if x.shape[-1] == self.error_at_width:
+            raise ValueError(f"injected failure at width {self.error_at_width}")
+        if x.shape[-1] == self.oom_at_width:
+            raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 20.00 GiB")
+        return super().forward(x)
 
 
 @register_model
@@ -35,12 +40,6 @@ def tiny_segmenter(num_classes: int, in_channels: int = 3, width: int = 8):
 
 
 @register_model
-def raising_model(num_classes: int, in_channels: int = 3):
-    return FailingForward(ValueError("injected failure in forward"),
-                          num_classes=num_classes, in_channels=in_channels)
-
-
-@register_model
-def oom_model(num_classes: int, in_channels: int = 3):
-    return FailingForward(torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 20.00 GiB"),
-                          num_classes=num_classes, in_channels=in_channels)
+def fault_injector(num_classes: int, in_channels: int = 3, error_at_width: int | None = None,
+                   oom_at_width: int | None = None):
+    return FaultInjector(error_at_width, oom_at_width, num_classes=num_classes, in_channels=in_channels)

@@ -1,0 +1,113 @@
+"""Sweeps that survive: fault isolation, resume, crash safety, isolation, launchers."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from tests.conftest import FAST_TIMING, ROOT, Bench
+
+INJECTOR = ["model=custom", "model.name=fault_injector", "plugins=[tests.plugin_models]",
+            "+model.error_at_width=40", "+model.oom_at_width=48"]
+WIDTHS = [24, 32, 40, 48, 56, 64, 72, 80]
+EIGHT_JOBS = "resolution=" + ",".join(f"16x{w}" for w in WIDTHS)
+
+
+JOB_STATUSES = {"ok", "error", "oom", "timeout", "unavailable", "skipped", "invalid"}
+
+
+def _statuses(stdout: str) -> Counter:
+    """The per-job summary lines (``[status] ...``) of a sweep's output, counted by status."""
+    heads = (line.split("]")[0].lstrip("[") for line in stdout.splitlines() if line.startswith("["))
+    return Counter(head for head in heads if head in JOB_STATUSES)
+
+
+def test_failures_are_recorded_the_sweep_goes_on_and_a_rerun_does_only_the_failed(bench: Bench):
+    first = bench(*INJECTOR, EIGHT_JOBS, multirun=True)
+    assert first.returncode == 1, first.stdout + first.stderr
+    rows = bench.rows().rows
+    by_width = {row.width: row for row in rows}
+    assert len(rows) == 8 and set(by_width) == set(WIDTHS)
+    assert by_width[40].status == "error" and "injected failure at width 40" in by_width[40].error
+    assert by_width[48].status == "oom" and "out of memory" in by_width[48].error
+    assert all(by_width[w].status == "ok" for w in WIDTHS if w not in (40, 48))
+    traceback_file = by_width[40].traceback_file
+    assert "ValueError: injected failure" in open(traceback_file).read()
+    assert "sweep finished: 8 jobs: 1 error, 6 ok, 1 oom" in first.stdout
+
+    second = bench(*INJECTOR, EIGHT_JOBS, multirun=True)
+    assert second.returncode == 1
+    executed = _statuses(second.stdout)
+    assert executed == Counter({"skipped": 6, "error": 1, "oom": 1})
+    assert len(bench.rows().rows) == 8 + 2  # the failed jobs ran again; nothing was replaced
+
+
+def test_force_reruns_and_keeps_the_earlier_row_as_history(bench: Bench):
+    args = ["model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]", "resolution=16x16"]
+    bench(*args)
+    first = bench.rows().rows
+    assert "[skipped]" in bench(*args).stdout
+    bench(*args, "force=true")
+    rows = bench.rows().rows
+    assert len(rows) == 2 and rows[0].run_id == first[0].run_id
+    assert rows[0].job_key == rows[1].job_key
+
+
+def test_a_sweep_killed_with_sigkill_resumes_to_exactly_one_row_per_job(bench: Bench, tmp_path):
+    args = ["model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]",
+            "resolution=" + ",".join(f"16x{w}" for w in range(16, 16 + 8 * 4, 4)),
+            "measure.min_run_time=0.4"]
+    command = [sys.executable, "-m", "bench", "-m", f"results_dir={bench.results}", *FAST_TIMING, *args]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(bench.results.glob("rows/*/*.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_with = len(list(bench.results.glob("rows/*/*.json")))
+    assert 2 <= killed_with < 8
+
+    rerun = bench(*args, multirun=True)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    loaded = bench.rows()
+    assert loaded.unreadable == []
+    keys = Counter(row.job_key for row in loaded.rows)
+    assert len(keys) == 8 and set(keys.values()) == {1}
+    assert all(row.status == "ok" for row in loaded.rows)
+
+
+def test_isolated_jobs_run_in_a_fresh_process_and_time_out(bench: Bench):
+    ok = bench("model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]",
+               "resolution=16x16", "isolate=true")
+    assert ok.returncode == 0, ok.stderr
+    [row] = bench.rows().rows
+    assert row.status == "ok"
+
+    slow = bench("model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]",
+                 "resolution=16x24", "isolate=true", "job_timeout=1", "measure.min_run_time=30")
+    assert slow.returncode == 1
+    timed_out = [r for r in bench.rows().rows if r.status == "timeout"]
+    assert len(timed_out) == 1 and "job_timeout=1" in timed_out[0].error
+
+
+def test_submitit_local_sweep_writes_rows_the_report_merges(bench: Bench):
+    result = bench("hydra/launcher=submitit_local", "model=custom", "model.name=tiny_segmenter",
+                   "plugins=[tests.plugin_models]", "resolution=16x16,16x24", multirun=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    from bench.report import load_frame
+    all_rows, current, unreadable = load_frame(bench.results)
+    assert len(current) == 2 and set(current["status"]) == {"ok"}
+    assert set(current["resolution"]) == {"16x16", "16x24"}
+    assert "host" in current.columns
+
+
+def test_too_small_resolution_names_the_minimum_and_leaves_results_intact(bench: Bench):
+    bench("model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]", "resolution=16x16")
+    before = {p: p.read_bytes() for p in bench.results.glob("rows/*/*.json")}
+    result = bench("model=fcdensenet56", "resolution=16x16")
+    assert result.returncode == 1
+    failed = [r for r in bench.rows().rows if r.status == "error"]
+    assert len(failed) == 1 and "at least 32x32" in failed[0].error
+    assert all(p.read_bytes() == data for p, data in before.items())
