@@ -1,0 +1,110 @@
+"""``write_report``: every report file, regenerated from the stored rows alone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report import html
+from bench.report.frame import load_frame
+from bench.report.plots import write_plots
+from bench.report.published import (
+    ClaimResult, evaluate_claims, load_published, miou_table, params_table, table6)
+from bench.report.tables import environment_table, failures_table, headline_table, to_markdown
+
+REPORT_DIR = "report"
+
+
+def write_tidy(current: pd.DataFrame, everything: pd.DataFrame, results_dir: Path) -> list[Path]:
+    """summary.csv / summary.parquet (one row per job, the newest) and history.csv (every row)."""
+    paths = [results_dir / "summary.csv", results_dir / "summary.parquet", results_dir / "history.csv"]
+    current.to_csv(paths[0], index=False)
+    current.to_parquet(paths[1], index=False)
+    everything.to_csv(paths[2], index=False)
+    return paths
+
+
+def _claims_markdown(results: list[ClaimResult]) -> str:
+    lines = []
+    for result in results:
+        claim = result.claim
+        lines.append(f"- **{claim['claim']}** ({result.verdict}). Published: {claim['published']} "
+                     f"({claim['source']})")
+        for test in result.tests:
+            lines.append(f"  - {test.text}")
+            lines += [f"    - {line}" for line in test.evidence]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], out_dir: Path) -> list[Path]:
+    """headline.md, failures.md and published.md (published vs measured, and the claims)."""
+    published = "\n".join(f"## {title}\n\n{to_markdown(tables[title])}"
+                          for title in ("Parameters", "mIoU", "SegNet Table 6"))
+    texts = {
+        "headline.md": f"# Headline\n\n{to_markdown(tables['Headline'])}",
+        "failures.md": f"# Failures\n\n{to_markdown(tables['Failures'])}",
+        "published.md": f"# Published vs measured\n\n{published}\n## Claims\n\n{_claims_markdown(claims)}",
+    }
+    for name, text in texts.items():
+        (out_dir / name).write_text(text)
+    return [out_dir / name for name in texts]
+
+
+def _counts_html(everything: pd.DataFrame, current: pd.DataFrame) -> str:
+    history = len(everything) - len(current)
+    failed = int((current["status"] != "ok").sum())
+    return (f"<p>{len(everything)} rows: {len(current)} jobs (newest row of each shown; {failed} not ok) "
+            f"and {history} history rows from earlier runs of the same jobs.</p>")
+
+
+def report_body(everything, current, unreadable, tables, claims, figures, notes) -> str:
+    """The HTML page's sections, in reading order."""
+    sections = [
+        _counts_html(everything, current) + html.unreadable_notice(unreadable),
+        "<h2>Headline</h2><p>Latency is per batch; throughput in images per second.</p>"
+        + html.table_html(tables["Headline"]),
+        "<h2>Failures</h2>" + html.table_html(tables["Failures"]),
+        "<h2>Published vs measured</h2><h3>Parameters</h3>" + html.table_html(tables["Parameters"])
+        + "<h3>mIoU</h3>" + html.table_html(tables["mIoU"])
+        + "<h3>SegNet Table 6 (Caffe, GPU)</h3>" + html.table_html(tables["SegNet Table 6"]),
+        "<h2>Claims</h2>" + html.claims_html(claims),
+        "<h2>Figures</h2>" + "".join(html.image_html(p, c) for p, c in figures)
+        + "".join(f"<p><small>{html.esc(n)}</small></p>" for n in notes),
+        "<h2>How each figure was measured</h2>" + html.methods_html(current),
+        "<h2>Environment</h2>" + html.table_html(environment_table(everything)),
+    ]
+    return "\n".join(sections)
+
+
+def write_outputs(results_dir: str | Path) -> list[Path]:
+    """Write every report file for the rows under ``results_dir``; index.html comes last."""
+    results_dir = Path(results_dir)
+    out_dir = results_dir / REPORT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    everything, current, unreadable = load_frame(results_dir)
+    index = out_dir / "index.html"
+    written = write_tidy(current, everything, results_dir)
+    if current.empty:
+        index.write_text(html.empty_page(results_dir, unreadable))
+        return [*written, index]
+
+    published = load_published()
+    tables = {
+        "Headline": headline_table(current),
+        "Failures": failures_table(current),
+        "Parameters": params_table(current, published),
+        "mIoU": miou_table(current, published),
+        "SegNet Table 6": table6(current, published),
+    }
+    claims = evaluate_claims(current, published)
+    written += write_markdown(tables, claims, out_dir)
+    figures, notes = write_plots(current, out_dir)
+    written += [path for path, _ in figures]
+    body = report_body(everything, current, unreadable, tables, claims, figures, notes)
+    index.write_text(html.page("segbench report", body))
+    return [*written, index]
+
+
+def write_report(results_dir: str | Path) -> Path:
+    """Regenerate the summaries, tables, plots and ``report/index.html``; returns index.html."""
+    return write_outputs(results_dir)[-1]

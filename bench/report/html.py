@@ -1,0 +1,123 @@
+"""The self-contained HTML page: inline CSS, figures embedded as base64 PNG data URIs."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.published import ClaimResult
+from bench.report.tables import distinct
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
+h1, h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+table { border-collapse: collapse; font-size: 13px; margin: .5em 0 1.5em; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+tr:nth-child(even) td { background: #fafafa; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 14px; }
+.notice { background: #fff4e5; border-left: 4px solid #f0a020; padding: .5em 1em; }
+.verdict { font-weight: bold; padding: 1px 6px; border-radius: 3px; }
+.holds { background: #dff3e0; } .does-not-hold { background: #fbe0e0; }
+.mixed, .holds-where-tested { background: #fff4d6; } .not-tested-yet { background: #eee; }
+code { background: #f3f3f3; padding: 0 3px; }
+"""
+
+
+def esc(text) -> str:
+    return html.escape(str(text))
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p>(none)</p>"
+    return frame.to_html(index=False, border=0, na_rep="", escape=True)
+
+
+def image_html(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def unreadable_notice(unreadable: list[Path]) -> str:
+    if not unreadable:
+        return ""
+    names = ", ".join(str(p) for p in unreadable)
+    return (f'<p class="notice">{len(unreadable)} incomplete or corrupt row files were skipped: '
+            f"{esc(names)}</p>")
+
+
+def empty_page(results_dir: Path, unreadable: list[Path]) -> str:
+    body = (f"<p>No result rows in <code>{esc(results_dir / 'rows')}</code> yet.</p>"
+            "<p>Produce rows with <code>make bench</code> (the default grid), or one job with "
+            "<code>python -m bench model=unet resolution=128x128</code>, then regenerate this page "
+            "with <code>make report</code> (<code>python -m bench.report</code>).</p>"
+            + unreadable_notice(unreadable))
+    return page("segbench report", body)
+
+
+def _css_class(verdict: str) -> str:
+    return verdict.replace(" ", "-")
+
+
+def claims_html(results: list[ClaimResult]) -> str:
+    """Each claim: the published figures, then the verdict of every test from the rows."""
+    parts = ["<p>Verdicts compare the current ok rows only, in settings where both models were "
+             "measured alike; accuracy rows trained briefly on synthetic data test the direction "
+             "of a claim under those conditions, not the published numbers.</p>"]
+    for result in results:
+        claim = result.claim
+        tests = "".join(
+            f'<li><span class="verdict {_css_class(t.verdict)}">{esc(t.text)}</span> '
+            f"<small>({esc(t.test['quantity'])}: {esc(t.test['subject'])} vs {esc(t.test['other'])})</small>"
+            + ("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in t.evidence) + "</ul>" if t.evidence else "")
+            + "</li>"
+            for t in result.tests)
+        parts.append(
+            f"<h3>{esc(claim['claim'])} "
+            f'<span class="verdict {_css_class(result.verdict)}">{esc(result.verdict)}</span></h3>'
+            f"<p>Published: {esc(claim['published'])} <em>({esc(claim['source'])})</em></p><ul>{tests}</ul>")
+    return "\n".join(parts)
+
+
+def _min_run_times(current: pd.DataFrame) -> str:
+    """The latency loop's ``measure.min_run_time`` from each row's resolved config."""
+    def read(config: str):
+        return json.loads(config).get("measure", {}).get("min_run_time") if config else None
+    return distinct(current["config"].map(read)) + " s"
+
+
+def methods_html(current: pd.DataFrame) -> str:
+    """How each figure was measured, with the instruments and settings the rows record."""
+    ok = current[current["status"] == "ok"]
+    iters = ok["latency_iters"].dropna()
+    iter_range = (f"{iters.min():.0f}" + (f" to {iters.max():.0f}" if iters.max() > iters.min() else "")
+                  if not iters.empty else "none recorded")
+    items = [
+        ("Parameters", "<code>params_total</code>: every registered parameter (trainable and not); "
+                       "buffers such as BatchNorm running statistics are not parameters."),
+        ("FLOPs", f"counted by {esc(distinct(ok['flop_counter']))}; unit: {esc(distinct(ok['flop_unit']))}."),
+        ("Latency", f"{esc(distinct(ok['warmup_iters']))} warm-up iterations, then each iteration timed "
+                    f"on its own with {esc(distinct(ok['timer']))} until at least "
+                    f"{esc(_min_run_times(ok))} of timed iterations and the minimum count were reached "
+                    f"({iter_range} iterations per row); reported: median per batch with the "
+                    "interquartile range (IQR), 90th percentile, and throughput = batch size / median."),
+        ("Memory", f"one inference forward pass, counted by {esc(distinct(ok['memory_counter']))}; "
+                   "peak = weights + input + activation peak; activation = peak above the "
+                   "pre-forward baseline."),
+        ("Accuracy", "a confusion matrix accumulated over the whole evaluation split (splits: "
+                     f"{esc(distinct(ok['split']))}); IoU per class = TP / (TP + FP + FN); classes "
+                     "absent from both prediction and ground truth are left out of the mean (mIoU)."),
+    ]
+    return "<ul>" + "".join(f"<li><b>{name}</b>: {text}</li>" for name, text in items) + "</ul>"

@@ -1,0 +1,262 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot state, no display).
+
+Each ``*_figure`` function takes the current rows and the model colours, and returns a Figure,
+or None when no row holds what it plots. ``write_plots`` picks the colours once, so a model has
+the same colour in every figure.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
+
+from bench.report.frame import IOU_PREFIX, iou_columns
+from bench.report.pareto import pareto_front
+
+DPI = 110
+#: A quantity spanning more than this factor is drawn on a log axis.
+WIDE_RANGE = 20.0
+
+
+def model_colors(models) -> dict[str, tuple]:
+    """A colour per model name: tab20's ten strong colours first, then their light pairs."""
+    tab20 = colormaps["tab20"].colors
+    palette = tab20[0::2] + tab20[1::2]
+    return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(models)))}
+
+
+def _ok(current: pd.DataFrame, *needed: str) -> pd.DataFrame:
+    rows = current[current["status"] == "ok"]
+    return rows.dropna(subset=list(needed))
+
+
+def _log_if_wide(ax, values, axis: str) -> None:
+    values = np.asarray(values, dtype=float)
+    values = values[values > 0]
+    if values.size and values.max() / values.min() > WIDE_RANGE:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
+def _panels(n: int, width: float = 5.5, height: float = 4.2) -> tuple[Figure, list]:
+    figure = Figure(figsize=(width * n + 2.5, height), layout="constrained")
+    axes = figure.subplots(1, n, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def _legend_outside(figure: Figure, axes: list) -> None:
+    """One legend right of the panels, each label once (a model may be in some panels only)."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        figure.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize="small")
+
+
+def _most_common_variant(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows of the most frequent (batch size, precision), so one panel compares like with like."""
+    counts = rows.groupby(["batch_size", "precision"]).size()
+    batch, precision = counts.idxmax()
+    chosen = rows[(rows["batch_size"] == batch) & (rows["precision"] == precision)]
+    return chosen, f"batch {batch:.0f}, {precision}"
+
+
+def scaling_figure(current: pd.DataFrame, colors: dict, quantity: str, ylabel: str,
+                   title: str) -> Figure | None:
+    """``quantity`` against input pixels, a line per model, a panel per device."""
+    rows = _ok(current, quantity, "pixels")
+    if rows.empty:
+        return None
+    devices = sorted(rows["device"].unique())
+    figure, axes = _panels(len(devices))
+    for ax, device in zip(axes, devices):
+        chosen, variant = _most_common_variant(rows[rows["device"] == device])
+        for model, group in chosen.groupby("model"):
+            line = group.groupby("pixels")[quantity].median()
+            ax.plot(line.index, line.values, marker="o", color=colors[model], label=model)
+        _log_if_wide(ax, chosen["pixels"], "x")  # before the ticks: a scale change resets them
+        _log_if_wide(ax, chosen[quantity], "y")
+        ticks = chosen.drop_duplicates("pixels").sort_values("pixels")
+        ax.set_xticks(ticks["pixels"], ticks["resolution"], rotation=30, fontsize="small")
+        ax.xaxis.set_minor_locator(NullLocator())  # only the resolution ticks on a log x axis
+        ax.set_xlabel("input resolution H×W (x position: pixels per image)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{device} ({variant})")
+        ax.grid(True, alpha=0.3)
+    figure.suptitle(title)
+    _legend_outside(figure, axes)
+    return figure
+
+
+def _reference_resolution(rows: pd.DataFrame) -> str:
+    """The resolution measured for the most models (the smallest such, on a tie)."""
+    spread = rows.groupby(["pixels", "resolution"])["model"].nunique().reset_index()
+    return spread.sort_values(["model", "pixels"], ascending=[False, True]).iloc[0]["resolution"]
+
+
+def params_flops_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
+    """Parameters against FLOPs per image, one labelled point per model, log-log."""
+    rows = _ok(current, "params_m", "gflops_per_image")
+    if rows.empty:
+        return None
+    resolution = _reference_resolution(rows)
+    points = rows[rows["resolution"] == resolution].groupby("model")[["gflops_per_image", "params_m"]].median()
+    figure = Figure(figsize=(7, 5), layout="constrained")
+    ax = figure.subplots()
+    for model, point in points.iterrows():
+        ax.scatter(point["gflops_per_image"], point["params_m"], color=colors[model], s=40)
+        ax.annotate(model, (point["gflops_per_image"], point["params_m"]), fontsize="small",
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"GFLOP per image, forward pass at {resolution}")
+    ax.set_ylabel("parameters (millions)")
+    ax.set_title(f"Model size against compute ({resolution})")
+    ax.grid(True, which="both", alpha=0.3)
+    return figure
+
+
+def _point_labels(rows: pd.DataFrame) -> pd.Series:
+    """The model name, with the resolution when several resolutions are shown."""
+    if rows["resolution"].nunique() > 1:
+        return rows["model"] + " " + rows["resolution"]
+    return rows["model"]
+
+
+def accuracy_latency_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
+    """mIoU against latency per batch, a panel per device, the Pareto front drawn as a step line."""
+    rows = _ok(current, "miou_pct", "latency_ms_median")
+    if rows.empty:
+        return None
+    devices = sorted(rows["device"].unique())
+    figure, axes = _panels(len(devices))
+    for ax, device in zip(axes, devices):
+        mine, variant = _most_common_variant(rows[rows["device"] == device])
+        for label, row in zip(_point_labels(mine), mine.itertuples()):
+            ax.scatter(row.latency_ms_median, row.miou_pct, color=colors[row.model], s=40)
+            ax.annotate(label, (row.latency_ms_median, row.miou_pct), fontsize="x-small",
+                        xytext=(4, 3), textcoords="offset points")
+        front = pareto_front(zip(mine["latency_ms_median"], mine["miou_pct"]))
+        ax.step(*zip(*front), where="post", color="black", linestyle="--", linewidth=1)
+        ax.scatter(*zip(*front), s=140, facecolors="none", edgecolors="black",
+                   label="Pareto front: no other point is both faster and more accurate")
+        _log_if_wide(ax, mine["latency_ms_median"], "x")
+        ax.set_xlabel("latency per batch, median (ms)")
+        ax.set_ylabel("mIoU (%)")
+        ax.set_title(f"{device} ({variant})")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize="small")
+    figure.suptitle("Accuracy against latency")
+    return figure
+
+
+def iou_heatmap_figures(current: pd.DataFrame) -> dict[str, Figure]:
+    """Per-class IoU (%) of each model, one heatmap per data set (class names differ)."""
+    figures = {}
+    rows = current[current["status"] == "ok"]
+    for dataset, mine in rows.groupby("dataset"):
+        classes = iou_columns(mine)
+        if not classes:
+            continue
+        mine = mine.dropna(subset=classes, how="all")
+        table = mine[classes].groupby(_point_labels(mine).values).mean() * 100
+        figure = Figure(figsize=(max(6.0, 2.5 + 0.6 * len(classes)), 1.8 + 0.4 * len(table)),
+                        layout="constrained")
+        ax = figure.subplots()
+        image = ax.imshow(table.values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(classes)), [c.removeprefix(IOU_PREFIX) for c in classes],
+                      rotation=45, ha="right")
+        ax.set_yticks(range(len(table)), table.index)
+        if table.size <= 400:  # numbers stay legible up to about 20 x 20 cells
+            for (i, j), value in np.ndenumerate(table.values):
+                if not np.isnan(value):
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize="x-small",
+                            color="white" if value < 60 else "black")
+        ax.set_xlabel("class")
+        ax.set_ylabel("model")
+        ax.set_title(f"Per-class IoU, {dataset} ({', '.join(sorted(mine['split'].unique()))})")
+        figure.colorbar(image, ax=ax, label="IoU (%)")
+        figures[str(dataset)] = figure
+    return figures
+
+
+def _synthetic_row(current: pd.DataFrame) -> tuple[dict, tuple[int, int]] | None:
+    """(dataset config, (height, width)) of the first row that used the synthetic data set."""
+    for config, height, width in zip(current["config"], current["height"], current["width"]):
+        dataset = json.loads(config).get("dataset", {}) if config else {}
+        if dataset.get("name") == "synthetic" and pd.notna(height) and pd.notna(width):
+            return dataset, (int(height), int(width))
+    return None
+
+
+def dataset_sample_figure(current: pd.DataFrame, n: int = 4) -> tuple[Figure | None, str]:
+    """Image/mask pairs of the synthetic data set as the rows configured it, with a class key.
+
+    Optional: returns (None, reason) when no row used the synthetic data set or ``bench.data``
+    cannot draw it, so the report never depends on the data module.
+    """
+    found = _synthetic_row(current)
+    if found is None:
+        return None, "no row records a synthetic data-set config"
+    cfg, resolution = found
+    try:
+        from bench.data import dataset_info, sample_grid
+        samples = sample_grid(cfg, n=n, resolution=resolution)
+        info = dataset_info(cfg)
+    except Exception as exc:  # noqa: BLE001  (an optional figure must not stop the report)
+        return None, f"bench.data could not draw samples: {type(exc).__name__}: {exc}"
+    figure = Figure(figsize=(2.8 * len(samples), 5.2), layout="constrained")
+    axes = figure.subplots(2, len(samples), squeeze=False)
+    for column, (image, mask) in zip(axes.T, samples):
+        column[0].imshow(image)
+        column[1].imshow(mask)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    key = [Patch(color=np.asarray(rgb) / 255, label=name) for rgb, name in zip(info.palette, info.class_names)]
+    key.append(Patch(color="black", label="ignored (void)"))  # colorize draws ignored labels black
+    figure.legend(handles=key, loc="outside lower center", ncols=6, fontsize="small")
+    figure.suptitle(f"Synthetic data set ({resolution[0]}x{resolution[1]}): images (top), masks (bottom)")
+    return figure, ""
+
+
+def write_plots(current: pd.DataFrame, out_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Draw every figure the rows support into ``out_dir``.
+
+    Returns ([(png path, caption)], [notes on figures left out]).
+    """
+    colors = model_colors(current["model"])
+    figures: list[tuple[str, Figure | None, str]] = [
+        ("latency_vs_resolution.png",
+         scaling_figure(current, colors, "latency_ms_median", "latency per batch, median (ms)",
+                        "Latency against input size"),
+         "Latency per batch against input resolution, per device."),
+        ("memory_vs_resolution.png",
+         scaling_figure(current, colors, "peak_memory_mib", "peak memory, one forward pass (MiB)",
+                        "Memory against input size"),
+         "Peak memory of one forward pass against input resolution, per device."),
+        ("params_vs_flops.png", params_flops_figure(current, colors), "Parameters against FLOPs (log-log)."),
+        ("accuracy_vs_latency.png", accuracy_latency_figure(current, colors),
+         "mIoU against latency; the dashed step line is the Pareto front."),
+    ]
+    figures += [(f"per_class_iou_{name}.png", fig, f"Per-class IoU on {name}.")
+                for name, fig in iou_heatmap_figures(current).items()]
+    notes = [f"{name} not drawn: no ok row holds what it plots."
+             for name, figure, _ in figures if figure is None]
+    sample, why_not = dataset_sample_figure(current)
+    figures.append(("dataset_sample.png", sample, "Samples of the synthetic data set."))
+    if sample is None:
+        notes.append(f"No data-set sample figure: {why_not}.")
+
+    written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, figure, caption in figures:
+        if figure is not None:
+            figure.savefig(out_dir / name, dpi=DPI)
+            written.append((out_dir / name, caption))
+    return written, notes

@@ -1,0 +1,24 @@
+"""pytest-benchmark microbenchmarks: one forward pass per architecture at a small resolution.
+
+``make microbench`` times them (grouped by model); ``make test`` runs each once as a plain
+test (``--benchmark-disable``), which checks every registered model builds and runs.
+"""
+import pytest
+import torch
+
+import models
+
+SIZE = 64
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_forward(benchmark, name):
+    torch.manual_seed(0)
+    model = models.create_model(name, num_classes=11).eval()
+    size = max(SIZE, getattr(model, "min_input_size", SIZE))
+    x = torch.randn(1, 3, size, size)
+    benchmark.group = name
+    benchmark.extra_info["input"] = f"1x3x{size}x{size}"
+    with torch.inference_mode():
+        logits = benchmark(model, x)
+    assert logits.shape == (1, 11, size, size)
