@@ -44,12 +44,11 @@ def _identity_init_(conv: nn.Conv2d, num_classes: int) -> None:
     scale = num_classes / c_out
     groups_out = torch.arange(c_out) * num_classes // c_out
     groups_in = torch.arange(c_in) * num_classes // c_in
-    noise = 0.0 if c_in == c_out == num_classes else LARGE_INIT_NOISE * scale
+    noise = 0.0 if c_in == c_out == num_classes else LARGE_INIT_NOISE * scale  # basic: exact
     with torch.no_grad():
-        nn.init.normal_(conv.weight, std=noise) if noise else nn.init.zeros_(conv.weight)
-        centre = conv.weight[:, :, k // 2, k // 2]
-        same_group = (groups_out[:, None] == groups_in[None, :]).to(centre.device)
-        centre.copy_(torch.where(same_group, torch.full_like(centre, scale), centre))
+        nn.init.normal_(conv.weight, std=noise)
+        centre = conv.weight[:, :, k // 2, k // 2]  # a view: writing it writes the kernel
+        centre[(groups_out[:, None] == groups_in[None, :]).to(centre.device)] = scale
         nn.init.zeros_(conv.bias)
 
 
@@ -84,9 +83,8 @@ class DilatedNet(nn.Module):
             if isinstance(conv, nn.Conv2d):  # conv5_x: dilation 2 replaces pool4's downsampling
                 conv.dilation, conv.padding = (CONV5_DILATION,) * 2, (CONV5_DILATION,) * 2
         pool = nn.MaxPool2d(2, 2)  # pool1-3 only; parameter-free, shared
-        self.features = nn.Sequential(stages[0], pool, stages[1], pool, stages[2], pool, stages[3], stages[4],
-                                      nn.ZeroPad2d(FC6_DILATION * (FC6_KERNEL // 2)))
-        self.fc = convolutionalised_head(vgg, dilation=FC6_DILATION)
+        self.features = nn.Sequential(stages[0], pool, stages[1], pool, stages[2], pool, stages[3], stages[4])
+        self.fc = convolutionalised_head(vgg, dilation=FC6_DILATION, padding=FC6_DILATION * (FC6_KERNEL // 2))
         self.final = nn.Conv2d(4096, num_classes, 1)
         nn.init.normal_(self.final.weight, std=0.001)  # the reference's filler for "final"
         nn.init.zeros_(self.final.bias)

@@ -24,7 +24,7 @@ as Caffe pads) by just enough: at least m px on every side, so every input pixel
 computed from fc6's full 7x7 window, plus < 32 px so the padded size is a multiple of 32 (every pool
 halves exactly, skips align with constant offsets) and at least 7 x 32 (fc6 needs 7 pool5 cells). The
 slack is split evenly between the two sides. That is 160 + (<32) px per axis instead of Caffe's 198
-plus its ceil-mode overhang; at 500x500 the padded input is 672x672 vs Caffe's 698x698. Interior
+plus its ceil-mode overhang (500x500: 672x672 for FCN-32s, 640x640 for FCN-8s, vs 698x698). Interior
 logits see exactly the reference computation; they may differ from Caffe's only through the zero
 border's extent and the position of the 32 px pooling grid relative to the image.
 
