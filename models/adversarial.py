@@ -84,7 +84,7 @@ def encode(image: torch.Tensor, probs_or_onehot: torch.Tensor, encoding: str, ta
         raise ValueError(f"image {tuple(image.shape[-2:])} and label map "
                          f"{tuple(probs_or_onehot.shape[-2:])} must have the same size")
     if encoding == "product":
-        # Channel c * 3 + k holds class map c times image channel k.
+        # Channel c * image_channels + k holds class map c times image channel k.
         return (probs_or_onehot.unsqueeze(2) * image.unsqueeze(1)).flatten(1, 2)
     if encoding == "scaling" and segmentor_probs is not None:
         return _scale_ground_truth(probs_or_onehot, segmentor_probs.detach(), tau)
@@ -113,7 +113,6 @@ class Adversary(nn.Module):
         self.encoding, self.tau = encoding, tau
         self.use_image = encoding != "product" if use_image is None else use_image
         channels = encoded_channels(encoding, num_classes, image_channels) + (image_channels if self.use_image else 0)
-        self.in_channels = channels
         layers: list[nn.Module] = []
         for spec in _LAYERS[field_of_view]:
             if spec == "M":

@@ -24,7 +24,10 @@ TIRAMISU = {  # Tiramisu Table 2 (layout, growth rate) and Table 3 (published pa
 }
 
 
-def n_params(model: nn.Module) -> int:
+def n_params(name: str, **kwargs) -> int:
+    """Parameters of a registered model, built on the meta device (no memory, no initialisation)."""
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -59,17 +62,15 @@ def tiramisu_param_count(blocks, k, classes, bn_per_channel, in_channels=3, stem
 @pytest.mark.parametrize("name", TIRAMISU)
 def test_fcdensenet_parameter_count(name):
     blocks, k, published = TIRAMISU[name]
-    model = create_model(name, num_classes=CAMVID_CLASSES)
     pytorch_count = tiramisu_param_count(blocks, k, CAMVID_CLASSES, bn_per_channel=2)
     # Lasagne's count (used for Table 3) includes BN's running mean and inverse std.
     lasagne_count = tiramisu_param_count(blocks, k, CAMVID_CLASSES, bn_per_channel=4)
-    assert n_params(model) == pytorch_count
-    bn_channels = sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    assert n_params(model) + 2 * bn_channels == lasagne_count
+    assert n_params(name, num_classes=CAMVID_CLASSES) == pytorch_count
     if name == "fcdensenet56":
-        # Table 3 prints 1.5M, but the Table 2 layout gives 1,376,795 (PyTorch) / 1,397,963
-        # (Lasagne) = 1.4M, 7% below; the paper's 67 and 103 match within 0.3%, so the 56 figure is
-        # taken as a rounding/typo in the table and the architecture is kept as Table 2 states.
+        # Neither convention lands within 2% of Table 3's 1.5M: the Table 2 layout gives 1,376,795
+        # (PyTorch) / 1,397,963 (Lasagne), i.e. 1.4M, 7% below. The same arithmetic matches the
+        # paper's 67 and 103 within 0.3%, so the layout is kept as Table 2 states it and the test
+        # pins the table arithmetic; where the printed 1.5M comes from is not known.
         assert (pytorch_count, lasagne_count) == (1_376_795, 1_397_963)
     else:
         assert abs(lasagne_count - published) / published < 0.02
@@ -78,7 +79,10 @@ def test_fcdensenet_parameter_count(name):
 def unet_param_count(in_channels, classes, base=64):
     """U-Net Figure 1: 18 3x3 convs, 4 2x2 up-convs, one 1x1 conv, all with biases."""
     widths = [base * 2 ** i for i in range(5)]
-    conv3 = lambda c_in, c_out: 9 * c_in * c_out + c_out        # noqa: E731
+
+    def conv3(c_in, c_out):
+        return 9 * c_in * c_out + c_out
+
     total = 0
     for c_in, c_out in zip([in_channels] + widths[:-1], widths):          # contracting path + bottom
         total += conv3(c_in, c_out) + conv3(c_out, c_out)
@@ -92,9 +96,10 @@ def unet_param_count(in_channels, classes, base=64):
 def test_unet_parameter_count_and_layers():
     # The paper's setting: 1-channel EM images, 2 classes. 31,030,658 by the arithmetic above; RGB
     # input adds 2 * 9 * 64 = 1,152 (31,031,810). The often-quoted 31,031,685 matches neither.
-    model = create_model("unet", num_classes=2, in_channels=1)
-    assert n_params(model) == unet_param_count(1, 2) == 31_030_658
-    assert n_params(create_model("unet", num_classes=2)) == unet_param_count(3, 2) == 31_031_810
+    assert n_params("unet", num_classes=2, in_channels=1) == unet_param_count(1, 2) == 31_030_658
+    assert n_params("unet", num_classes=2) == unet_param_count(3, 2) == 31_031_810
+    with torch.device("meta"):
+        model = create_model("unet", num_classes=2)
     assert sum(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules()) == 23
 
 
@@ -106,8 +111,9 @@ def test_unet_valid_tile_572_gives_388():
     assert smallest_valid_tile(1) == 188 and valid_output_size(188) == 4    # smallest usable tile
 
 
-SHAPE_CASES = [("fcdensenet56", {}), ("fcdensenet67", {}), ("fcdensenet103", {}),
-               ("unet", {"padding": "valid"}), ("unet", {"padding": "same"})]
+SHAPE_CASES = [("fcdensenet56", {}), ("fcdensenet67", {}), ("fcdensenet103", {}), ("unet", {"padding": "same"}),
+               # Narrower valid U-Net: the overlap-tile padding and cropping do not depend on the width.
+               ("unet", {"padding": "valid", "base_channels": 16})]
 
 
 @pytest.mark.parametrize("name,kwargs", SHAPE_CASES)
@@ -124,8 +130,9 @@ def test_odd_size_output_and_gradient_reaches_first_layer(name, kwargs):
 @pytest.mark.parametrize("name,kwargs", [
     ("fcdensenet56", {}),
     ("unet", {"padding": "same"}),
-    # Narrow valid U-Net: the tiling and cropping under test do not depend on the width.
     ("unet", {"padding": "valid", "base_channels": 16}),
+    # Covered by fcdensenet56 here and by their own odd-size test above.
+    pytest.param("fcdensenet67", {}, marks=pytest.mark.slow),
     pytest.param("fcdensenet103", {}, marks=pytest.mark.slow),
 ])
 def test_camvid_size_output(name, kwargs):
@@ -164,7 +171,7 @@ def test_memory_efficient_fcdensenet_same_results_less_saved_memory():
     plain = create_model("fcdensenet56", num_classes=CAMVID_CLASSES).train()
     efficient = create_model("fcdensenet56", num_classes=CAMVID_CLASSES, memory_efficient=True).train()
     efficient.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 32, 32)
     results = []
     for model in (plain, efficient):
         torch.manual_seed(1)                       # same dropout masks
