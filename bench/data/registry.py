@@ -1,0 +1,78 @@
+"""Data sets by name: ``dataset_info`` and ``build_dataset`` dispatch on the config's ``name``."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+from torch.utils.data import Dataset
+
+from bench.data import camvid, folder, synthetic, torchvision_sets
+from bench.data.info import DatasetInfo, DatasetSpec
+from bench.data.transforms import SegmentationTransform
+
+SPLITS = ("train", "val", "test")
+
+_DATASETS: dict[str, DatasetSpec] = {
+    "synthetic": synthetic.SPEC,
+    "camvid": camvid.SPEC,
+    "voc": torchvision_sets.VOC_SPEC,
+    "cityscapes": torchvision_sets.CITYSCAPES_SPEC,
+    "folder": folder.SPEC,
+}
+
+
+class UnknownDatasetError(ValueError):
+    """Raised for a data set name that is not registered; the message lists the known ones."""
+
+
+def register_dataset(name: str, spec: DatasetSpec) -> None:
+    """Add a data set (e.g. from a plugin module); names must be unique."""
+    if name in _DATASETS:
+        raise ValueError(f"dataset {name!r} is registered twice")
+    _DATASETS[name] = spec
+
+
+def list_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def _spec(cfg: Mapping[str, Any]) -> DatasetSpec:
+    name = cfg.get("name")
+    if name in _DATASETS:
+        return _DATASETS[name]
+    close = difflib.get_close_matches(str(name), list(_DATASETS), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownDatasetError(f"unknown dataset {name!r}.{hint} Known datasets: {', '.join(list_datasets())}")
+
+
+def dataset_info(cfg: Mapping[str, Any]) -> DatasetInfo:
+    """Label space of the data set ``cfg`` describes (the ``dataset`` config group, or a dict)."""
+    return _spec(cfg).info(cfg)
+
+
+def parse_resolution(resolution) -> tuple[int, int]:
+    """(H, W) from a pair, a single side, or the config's "HEIGHTxWIDTH" string."""
+    if isinstance(resolution, str):
+        resolution = resolution.lower().split("x")
+    elif isinstance(resolution, int):
+        resolution = (resolution, resolution)
+    height, width = (int(side) for side in resolution)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"resolution must be positive, got {height}x{width}")
+    return height, width
+
+
+def build_dataset(cfg: Mapping[str, Any], split: str = "train", resolution=(128, 128),
+                  train: bool = False) -> Dataset:
+    """The ``split`` of the data set ``cfg`` describes, yielding (image, mask) at ``resolution``.
+
+    image: float32 3 x H x W, ImageNet-normalised; mask: int64 H x W, values in
+    [0, num_classes) or ``ignore_index``. ``train=True`` adds random scale/crop/flip.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    spec = _spec(cfg)
+    info = spec.info(cfg)
+    resolution = parse_resolution(resolution)
+    transform = SegmentationTransform(resolution, train=train, ignore_index=info.ignore_index)
+    return spec.build(cfg, split=split, resolution=resolution, transform=transform)

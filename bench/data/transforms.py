@@ -1,0 +1,56 @@
+"""Joint image + mask transforms (torchvision transforms v2 with tv_tensors).
+
+Eval: resize to the requested resolution (bilinear, antialiased, for images; nearest for masks,
+which v2 picks for ``tv_tensors.Mask``), then ImageNet normalisation. Train adds, after the
+resize, a random scale jitter, a random crop back to the resolution (padding when the jittered
+image is smaller) and a horizontal flip; v2 applies the same random draw to image and mask.
+"""
+from __future__ import annotations
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Pad images with the mean colour so padding normalises to zero rather than to a strong negative.
+_MEAN_RGB_UINT8 = tuple(round(255 * m) for m in IMAGENET_MEAN)
+# The usual range for segmentation training (DeepLab, PSPNet): half to twice the size.
+DEFAULT_SCALE_RANGE = (0.5, 2.0)
+
+
+class SegmentationTransform:
+    """Callable ``(uint8 image 3xHxW, int64 mask HxW) -> (float32 image 3xhxw, int64 mask hxw)``."""
+
+    def __init__(self, resolution: tuple[int, int], train: bool, ignore_index: int,
+                 scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE):
+        self.resolution = tuple(int(side) for side in resolution)
+        self.train = train
+        steps = [v2.Resize(self.resolution, antialias=True)]
+        if train:
+            steps += [
+                v2.ScaleJitter(self.resolution, scale_range=scale_range, antialias=True),
+                v2.RandomCrop(self.resolution, pad_if_needed=True,
+                              fill={tv_tensors.Image: _MEAN_RGB_UINT8, tv_tensors.Mask: ignore_index}),
+                v2.RandomHorizontalFlip(),
+            ]
+        steps += [
+            v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+        self.pipeline = v2.Compose(steps)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.pipeline(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        # Plain tensors out: tv_tensor subclasses would leak into the model and collate code.
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+
+    def __repr__(self) -> str:
+        return f"SegmentationTransform(resolution={self.resolution}, train={self.train})"
+
+
+def denormalize(image: torch.Tensor) -> torch.Tensor:
+    """Undo the ImageNet normalisation: a uint8 tensor 3 x H x W (for figures)."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (image * std + mean).mul(255).round().clamp(0, 255).to(torch.uint8)
