@@ -19,7 +19,9 @@ class ConfigError(ValueError):
 
 
 def parse_resolution(value: Any) -> tuple[int, int]:
-    """``"360x480"`` (height x width), ``"256"`` (square) or an int -> (height, width)."""
+    """``"360x480"`` (height x width), ``"256"`` or 256 (square), or (height, width) -> (height, width)."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value = f"{value[0]}x{value[1]}"
     text = str(value).strip().lower()
     match = re.fullmatch(r"(\d+)(?:x(\d+))?", text)
     if not match:

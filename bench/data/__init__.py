@@ -12,12 +12,12 @@ classes) and ``folder`` (your own images and masks). A missing data set raises
 from bench.data.errors import CorruptImageError, DatasetNotFoundError
 from bench.data.info import DatasetInfo, DatasetSpec
 from bench.data.registry import (UnknownDatasetError, build_dataset, dataset_info, list_datasets,
-                                 parse_resolution, register_dataset)
+                                 register_dataset)
 from bench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, SegmentationTransform
 from bench.data.visualize import colorize, sample_grid
 
 __all__ = [
     "build_dataset", "dataset_info", "DatasetInfo", "DatasetNotFoundError", "list_datasets",
-    "CorruptImageError", "DatasetSpec", "UnknownDatasetError", "register_dataset", "parse_resolution",
+    "CorruptImageError", "DatasetSpec", "UnknownDatasetError", "register_dataset",
     "SegmentationTransform", "IMAGENET_MEAN", "IMAGENET_STD", "colorize", "sample_grid",
 ]

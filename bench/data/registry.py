@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 from bench.data import camvid, folder, synthetic, torchvision_sets
 from bench.data.info import DatasetInfo, DatasetSpec
 from bench.data.transforms import SegmentationTransform
+from bench.jobspec import parse_resolution
 
 SPLITS = ("train", "val", "test")
 
@@ -48,18 +49,6 @@ def _spec(cfg: Mapping[str, Any]) -> DatasetSpec:
 def dataset_info(cfg: Mapping[str, Any]) -> DatasetInfo:
     """Label space of the data set ``cfg`` describes (the ``dataset`` config group, or a dict)."""
     return _spec(cfg).info(cfg)
-
-
-def parse_resolution(resolution) -> tuple[int, int]:
-    """(H, W) from a pair, a single side, or the config's "HEIGHTxWIDTH" string."""
-    if isinstance(resolution, str):
-        resolution = resolution.lower().split("x")
-    elif isinstance(resolution, int):
-        resolution = (resolution, resolution)
-    height, width = (int(side) for side in resolution)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"resolution must be positive, got {height}x{width}")
-    return height, width
 
 
 def build_dataset(cfg: Mapping[str, Any], split: str = "train", resolution=(128, 128),

@@ -1,0 +1,65 @@
+"""Scoring a model on a split, and the accuracy stage of a job (train or load, then score).
+
+One confusion matrix is accumulated over the whole split and the metrics are computed from it
+once (see :mod:`bench.metrics` for the conventions, e.g. classes absent from a split).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from bench.data import build_dataset, dataset_info
+from bench.metrics import confusion_matrix, segmentation_metrics
+from bench.train import load_checkpoint, train_model
+
+DEFAULT_EVAL_BATCH_SIZE = 4
+
+
+def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resolution: tuple[int, int],
+             device: torch.device | str, batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
+             progress: bool = True) -> dict[str, Any]:
+    """Metrics of ``model`` (in eval mode) on ``split`` at ``resolution``, plus ``split``.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    device = torch.device(device)
+    info = dataset_info(dataset_cfg)
+    loader = DataLoader(build_dataset(dataset_cfg, split, resolution, train=False), batch_size=batch_size)
+    confmat = torch.zeros(info.num_classes, info.num_classes, dtype=torch.int64, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for image, mask in tqdm(loader, desc=f"eval {split}", disable=not progress, unit="batch"):
+                pred = model(image.to(device)).argmax(dim=1)
+                confmat += confusion_matrix(pred, mask.to(device), info.num_classes, info.ignore_index)
+    finally:
+        model.train(was_training)
+    return {"split": split, **segmentation_metrics(confmat, info.class_names)}
+
+
+def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
+                 eval_split: str, resolution: tuple[int, int], device: torch.device | str,
+                 run_dir: str | Path | None, checkpoint: str | Path | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """The accuracy fields of a result row: train (or load ``checkpoint``), then evaluate.
+
+    With ``checkpoint`` nothing is trained and the training fields are None.
+    """
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+        trained = {"train_steps": None, "train_seconds": None, "epochs": None, "final_loss": None,
+                   "checkpoint": str(checkpoint)}
+    else:
+        result = train_model(model, dataset_cfg, train_cfg, resolution, device, run_dir, progress=progress)
+        trained = {"train_steps": result.steps, "train_seconds": result.seconds, "epochs": result.epochs,
+                   "final_loss": result.final_loss, "checkpoint": result.checkpoint_path}
+    metrics = evaluate(model, dataset_cfg, eval_split, resolution, device,
+                       batch_size=int(train_cfg.get("batch_size") or DEFAULT_EVAL_BATCH_SIZE),
+                       progress=progress)
+    return {**metrics, **trained}
