@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup bench report test microbench clean
+.PHONY: setup bench report test test-all microbench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 bench: setup
 	status=0; \
 	$(PY) -m bench sweep=default $(ARGS) || status=1; \
+	$(PY) -m bench sweep=adversarial $(ARGS) || status=1; \
 	$(PY) -m bench sweep=resolutions $(ARGS) || status=1; \
 	$(PY) -m bench.report || status=1; \
 	exit $$status
@@ -28,6 +29,9 @@ report: setup
 	$(PY) -m bench.report
 
 test: setup
+	$(PY) -m pytest -q --benchmark-disable -m "not slow"
+
+test-all: setup  # includes the slow 360x480 model checks that faster tests already cover
 	$(PY) -m pytest -q --benchmark-disable
 
 microbench: setup

@@ -13,6 +13,7 @@ which readers ignore.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -43,6 +44,18 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _strict_json(value):
+    """NaN and infinities become null (e.g. the IoU of a class absent from a split), so every
+    row file is standard JSON that any reader accepts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    return value
+
+
 class ResultStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -59,7 +72,8 @@ class ResultStore:
             tb_path = path.with_suffix(".traceback.txt")
             _atomic_write_text(tb_path, traceback_text)
             row.traceback_file = str(tb_path)
-        _atomic_write_text(path, json.dumps(row.to_dict(), indent=1, sort_keys=True, default=str))
+        _atomic_write_text(path, json.dumps(_strict_json(row.to_dict()), indent=1, sort_keys=True,
+                                             default=str, allow_nan=False))
         return path
 
     def read(self, path: Path) -> ResultRow:

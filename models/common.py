@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 class InputTooSmallError(ValueError):
@@ -15,3 +17,30 @@ def check_input_size(x: torch.Tensor, minimum: int, model: str) -> None:
         raise InputTooSmallError(
             f"{model} needs inputs of at least {minimum}x{minimum} pixels, got {height}x{width}; "
             f"choose a larger resolution (e.g. resolution={max(minimum, 64)}x{max(minimum, 64)})")
+
+
+class UnfoldConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose CPU training pass runs as im2col + matrix multiply.
+
+    Same parameters and same result as the plain convolution. On CPU, PyTorch's weight gradient
+    for DilatedNet's fc6 (7x7, dilation 4, 512->4096) takes minutes per step (oneDNN picks a
+    pathological path; a 1x4096 matmul of the unfolded input takes about a second), so when
+    gradients are on and the input is on the CPU the convolution is computed as
+    ``weight @ unfold(x)``. Inference, and every other device, use the native convolution, so
+    latency and memory are measured on the ordinary path.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or not torch.is_grad_enabled() or self.groups != 1:
+            return super().forward(x)
+        batch, _, height, width = x.shape
+        out_h, out_w = (
+            (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+            for size, pad, dil, k, stride in zip((height, width), self.padding, self.dilation,
+                                                 self.kernel_size, self.stride))
+        columns = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding,
+                           stride=self.stride)
+        out = self.weight.flatten(1) @ columns
+        if self.bias is not None:
+            out = out + self.bias[:, None]
+        return out.view(batch, self.out_channels, out_h, out_w)

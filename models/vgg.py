@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
+from models.common import UnfoldConv2d
 from torchvision.models import VGG, VGG16_BN_Weights, VGG16_Weights, WeightsEnum, vgg16, vgg16_bn
 
 FC6_KERNEL = 7  # fc6 sees the 7x7x512 pool5 map of a 224x224 ImageNet crop
@@ -105,8 +106,10 @@ def convolutionalised_head(vgg: VGG, dilation: int = 1, padding: int = 0) -> nn.
 
 def _conv_from_linear(linear: nn.Linear, kernel_size: int, dilation: int = 1, padding: int = 0) -> nn.Conv2d:
     in_channels = linear.in_features // kernel_size**2
+    # DilatedNet's fc6 trains minutes per step on CPU as a native dilated conv (see UnfoldConv2d).
+    conv_class = UnfoldConv2d if dilation > 1 else nn.Conv2d
     with torch.device("meta"):  # the parameters are taken from ``linear`` right below
-        conv = nn.Conv2d(in_channels, linear.out_features, kernel_size, dilation=dilation, padding=padding)
+        conv = conv_class(in_channels, linear.out_features, kernel_size, dilation=dilation, padding=padding)
     # The Linear's tensors, reshaped (a view: no copy); the Linear itself is discarded with the VGG.
     conv.weight = nn.Parameter(linear.weight.detach().view(conv.weight.shape))
     conv.bias = nn.Parameter(linear.bias.detach())

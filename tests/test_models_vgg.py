@@ -351,3 +351,19 @@ def test_pretrained_backbone_loads_cached_weights(tmp_path, monkeypatch):
     assert loaded == [path]
     assert (model.to_pool3[0][0].weight == 0.5).all()
     assert torch.equal(model.fc[0].weight, state["classifier.0.weight"].view(4096, 512, 7, 7))
+
+
+def test_unfold_conv_matches_the_native_dilated_conv_in_value_and_gradient():
+    from models.common import UnfoldConv2d
+    torch.manual_seed(0)
+    native = nn.Conv2d(8, 6, 7, dilation=4, padding=12)
+    unfold = UnfoldConv2d(8, 6, 7, dilation=4, padding=12)
+    unfold.load_state_dict(native.state_dict())
+    x = torch.randn(2, 8, 11, 13, requires_grad=True)
+    expected, got = native(x), unfold(x)
+    torch.testing.assert_close(got, expected)
+    grad = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, [x, native.weight, native.bias], grad)
+    got_grads = torch.autograd.grad(got, [x, unfold.weight, unfold.bias], grad)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)  # summation order differs
