@@ -25,8 +25,8 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     autocast = torch.autocast(device.type, dtype=spec.autocast_dtype,
                               enabled=spec.autocast_dtype is not None)
 
-    with torch.inference_mode(), autocast:
-        logits = model(inputs)
+    with autocast:
+        flops, logits = forward_flops(model, inputs)
     expected = (batch_size, num_classes, spec.height, spec.width)
     if tuple(logits.shape) != expected:
         raise RuntimeError(f"{spec.model} returned logits of shape {tuple(logits.shape)}, "
@@ -34,7 +34,6 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     del logits
 
     size = model_size(model)
-    flops = forward_flops(model, inputs)
     memory = forward_peak_memory(model, inputs, device, spec.autocast_dtype)
 
     runner = model

@@ -367,7 +367,8 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
                 resolution: tuple[int, int], device: torch.device | str, run_dir: str | Path | None,
                 progress: bool = True) -> TrainResult:
     """Train ``model`` on the train split of ``dataset_cfg`` at ``resolution`` within the budget
-    of ``train_cfg``; saves ``run_dir/checkpoint.pt`` (none when ``run_dir`` is None)."""
+    of ``train_cfg``; saves ``run_dir/checkpoint.pt`` unless ``run_dir`` is None or
+    ``train_cfg.save_checkpoint`` is false."""
     train_cfg = OmegaConf.create(train_cfg)   # plain dicts too; attribute access below
     device = torch.device(device)
     seed = int(train_cfg.get("seed") or 0)
@@ -410,7 +411,7 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
     seconds = time.perf_counter() - started
 
     checkpoint = None
-    if run_dir is not None:
+    if run_dir is not None and train_cfg.get("save_checkpoint", True):
         checkpoint = str(save_checkpoint(model, Path(run_dir) / CHECKPOINT_NAME, steps=step, seed=seed,
                                          dataset=info.name, num_classes=info.num_classes))
     return TrainResult(steps=step, epochs=step / len(loader), seconds=seconds,

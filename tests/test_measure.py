@@ -59,7 +59,9 @@ def test_flops_match_hand_count_including_transposed_convolution():
     # A transposed conv multiplies every input pixel by a Cin x Cout x k x k kernel.
     transposed_macs = 16 * 16 * 8 * 4 * (2 * 2)
     pointwise_macs = 32 * 32 * 5 * 4
-    assert forward_flops(net, x) == 2 * 2 * (conv_macs + transposed_macs + pointwise_macs)
+    flops, output = forward_flops(net, x)
+    assert flops == 2 * 2 * (conv_macs + transposed_macs + pointwise_macs)
+    assert output.shape == (2, 5, 32, 32)
 
 
 def test_model_size_separates_trainable_and_counts_buffers_in_bytes():
