@@ -2,7 +2,7 @@
 
 ``tiny_segmenter`` is a real (small, fast) segmentation net. ``fault_injector`` is the same
 net, except that it fails the way real models do (an exception, an out-of-memory error) at the
-input widths it is told to, so one sweep can hold both healthy and failing jobs.
+input widths or batch sizes it is told to, so one sweep can hold both healthy and failing jobs.
 """
 import torch
 from torch import nn
@@ -21,15 +21,18 @@ class TinySegmenter(nn.Module):
 
 
 class FaultInjector(TinySegmenter):
-    def __init__(self, error_at_width: int | None, oom_at_width: int | None, **kwargs):
+    def __init__(self, error_at_width: int | None, oom_at_width: int | None,
+                 oom_above_batch: int | None, **kwargs):
         super().__init__(**kwargs)
         self.error_at_width = error_at_width
         self.oom_at_width = oom_at_width
+        self.oom_above_batch = oom_above_batch
 
     def forward(self, x):
         if x.shape[-1] == self.error_at_width:
             raise ValueError(f"injected failure at width {self.error_at_width}")
-        if x.shape[-1] == self.oom_at_width:
+        too_big = self.oom_above_batch is not None and x.shape[0] > self.oom_above_batch
+        if x.shape[-1] == self.oom_at_width or too_big:
             raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 20.00 GiB")
         return super().forward(x)
 
@@ -41,5 +44,6 @@ def tiny_segmenter(num_classes: int, in_channels: int = 3, width: int = 8):
 
 @register_model
 def fault_injector(num_classes: int, in_channels: int = 3, error_at_width: int | None = None,
-                   oom_at_width: int | None = None):
-    return FaultInjector(error_at_width, oom_at_width, num_classes=num_classes, in_channels=in_channels)
+                   oom_at_width: int | None = None, oom_above_batch: int | None = None):
+    return FaultInjector(error_at_width, oom_at_width, oom_above_batch,
+                         num_classes=num_classes, in_channels=in_channels)
