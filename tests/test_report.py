@@ -54,7 +54,8 @@ def results(tmp_path):
     store = ResultStore(tmp_path)
     rows = [make_row(m, h, w, device) for m in PARAMS for h, w in [(96, 128), (192, 256)]
             for device in ("cpu", "cuda")]
-    rows += [make_row("fcn8s", miou=0.40, host="beta"), make_row("dilated_frontend", miou=0.45, host="beta"),
+    rows += [make_row("fcn8s", miou=0.40, host="beta", train_steps=3),
+             make_row("dilated_frontend", miou=0.45, host="beta", train_steps=4),
              make_row("unet", 384, 512, status="oom")]
     # A forced re-run: the job's newest row replaces the older one in the summary.
     rows.append(make_row("fcn8s", run="b", latency_ms_median=7.0))
@@ -89,6 +90,7 @@ def test_write_report(results):
     assert "1 incomplete or corrupt row files were skipped" in page and "truncated.json" in page
     assert "holds: 14.3x fewer parameters" in page         # 134.5 / 9.4, from the rows
     assert "holds: +5.0 mIoU points higher" in page        # 45 - 40 on synthetic
+    assert "(after 4 and 3 training steps)" in page       # accuracy evidence says how long each trained
     assert "not tested yet: needs ok rows with params_total for dilated8" in page
     assert "not tested yet: needs ok rows with miou for dilated8" in page
     assert "alpha, beta" in page                           # both hosts in the environment

@@ -95,6 +95,14 @@ def _setting(keys: list[str], values) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(keys, values))
 
 
+def _training_note(rows: pd.DataFrame, same: list[str], key, subject: str, other: str) -> str:
+    """How long each model trained, for accuracy evidence: a few steps decide little."""
+    steps = rows.groupby(same + ["model_key"], dropna=False)["train_steps"].median()
+    key = key if isinstance(key, tuple) else (key,)
+    return (f" (after {steps.get((*key, subject), float('nan')):.0f} and "
+            f"{steps.get((*key, other), float('nan')):.0f} training steps)")
+
+
 def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> TestResult:
     """Compare ``test['subject']`` with ``test['other']`` in every setting both were measured in."""
     quantity, subject, other, same = test["quantity"], test["subject"], test["other"], test["same"]
@@ -116,6 +124,7 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) ->
     evidence = [
         f"{_setting(same, key)}: {subject} {show(quantity, s)} vs {other} {show(quantity, o)}"
         f" → {_show_advantage(test, a)}"
+        f"{_training_note(rows, same, key, subject, other) if quantity == 'miou' else ''}"
         for key, s, o, a in zip(table.index, table[subject], table[other], advantages)]
     return TestResult(test, *_summarise(test, advantages, held), evidence)
 
