@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.devices import DeviceUnavailableError, resolve_device
-from bench.environment import environment
+from bench.environment import device_name, environment
 from bench.jobspec import ConfigError, JobSpec, job_key
 from bench.measure.latency import TimingConfig
 from bench.profile import profile_model
@@ -73,12 +73,17 @@ def _base_row(cfg: DictConfig, run_id: str) -> ResultRow:
     )
 
 
+def _fill(row: ResultRow, fields: dict) -> None:
+    for name, value in fields.items():
+        setattr(row, name, value)
+
+
 def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> None:
     """Build the model and fill ``row`` with the accuracy (when asked) and profile fields."""
     from models import create_model
 
     device = resolve_device(spec.device, spec.device_index)
-    row.device_name = environment(device)["device_name"]
+    row.device_name = device_name(device)
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)
     row.threads = torch.get_num_threads()
@@ -93,8 +98,7 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             model.to(device), cfg.dataset, cfg.train, cfg.eval_split, (spec.height, spec.width),
             device, run_dir, checkpoint=cfg.checkpoint if spec.mode == "eval" else None,
             progress=bool(cfg.progress))
-        for name, value in accuracy.items():
-            setattr(row, name, value if value is not None or name != "checkpoint" else "")
+        _fill(row, {**accuracy, "checkpoint": accuracy["checkpoint"] or ""})
 
     timing = TimingConfig(**OmegaConf.to_container(cfg.measure, resolve=True))
     batch_size = spec.batch_size
@@ -109,8 +113,7 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             batch_size //= 2  # recorded as batch_size_used; batch_size stays the key
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    for name, value in measured.items():
-        setattr(row, name, value)
+    _fill(row, measured)
 
 
 def execute(cfg: DictConfig, run_dir: Path, run_id: str | None = None) -> tuple[ResultRow, str]:
