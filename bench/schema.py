@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 STATUSES = ("ok", "error", "oom", "timeout", "unavailable")
@@ -50,6 +50,7 @@ class ResultRow:
     channels_last: bool = False
     compile: bool = False
     threads: int | None = None
+    seed: int | None = None            # weight initialisation (top-level ``seed``); part of the job key
 
     # --- size and compute -------------------------------------------------------------------
     params_total: int | None = None
@@ -70,10 +71,34 @@ class ResultRow:
     throughput_ips: float | None = None  # images per second = batch_size / median latency
     timer: str = ""
 
-    # --- memory -----------------------------------------------------------------------------
-    peak_memory_mib: float | None = None        # weights + input + peak activations, one forward
-    activation_peak_mib: float | None = None    # peak above the pre-forward baseline
-    memory_counter: str = ""
+    # --- memory (inference: one forward pass) ---------------------------------------------
+    peak_memory_mib: float | None = None        # weights + input + peak of everything allocated
+    activation_peak_mib: float | None = None    # peak above the pre-forward baseline (workspaces included)
+    tensor_activation_peak_mib: float | None = None  # CPU: peak of live tensor storages only
+    memory_counter: str = ""                    # the method behind peak_memory_mib
+
+    # --- training step (forward, cross-entropy, backward, optimizer step) ------------------
+    train_optimizer: str = ""
+    train_latency_ms_median: float | None = None   # per step of one batch
+    train_latency_ms_iqr: float | None = None
+    train_latency_ms_p90: float | None = None
+    train_latency_ms_mean: float | None = None
+    train_latency_iters: int | None = None
+    train_warmup_iters: int | None = None
+    train_throughput_ips: float | None = None      # images per second = batch size / median step
+    train_peak_memory_mib: float | None = None     # weights + gradients + optimizer state + activations
+    train_weights_mib: float | None = None
+    train_gradients_mib: float | None = None
+    train_optimizer_state_mib: float | None = None
+    train_activation_peak_mib: float | None = None  # peak above weights, gradients and optimizer state
+    train_memory_counter: str = ""
+    saved_for_backward_mib: float | None = None    # autograd's saved tensors, each storage once
+
+    # --- decoder storage (encoder-decoder models; per image) -------------------------------
+    decoder_storage_mib: float | None = None        # what the decoder keeps, as PyTorch stores it
+    decoder_storage_paper_mib: float | None = None  # the same, as the SegNet paper counts it
+    decoder_storage_multiplier: float | None = None  # SegNet Table 1's unit (see bench/measure/decoder.py)
+    decoder_storage_note: str = ""                 # what is kept, e.g. "4 pooling-index maps"
 
     # --- accuracy ---------------------------------------------------------------------------
     split: str = ""
@@ -87,6 +112,18 @@ class ResultRow:
     epochs: float | None = None
     final_loss: float | None = None
     checkpoint: str = ""
+    eval_height: int | None = None      # resolution the confusion matrix was taken at
+    eval_width: int | None = None
+    test_weights: str = ""              # final | best (on validation): the weights scored above
+    # Learning curve: one point per validation pass during training, each
+    # {"step", "train_seconds", "miou", "pixel_accuracy", "loss"}; train_seconds excludes evaluation.
+    learning_curve: list[dict[str, float]] = field(default_factory=list)
+    curve_eval_seconds: float | None = None   # time spent on those validation passes (not training)
+    best_val_miou: float | None = None
+    best_val_step: int | None = None
+    best_val_seconds: float | None = None
+    target_miou: float | None = None          # the mIoU that time-to-accuracy is measured to
+    time_to_target_seconds: float | None = None  # training seconds to first reach target_miou
 
     # --- environment ------------------------------------------------------------------------
     torch_version: str = ""
