@@ -1,8 +1,9 @@
-"""The profile stage: size, FLOPs, peak memory and latency of one model at one input shape."""
+"""The profile stage: size, FLOPs, peak memory and latency of one model at one input shape, for
+inference and for one training step."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -12,12 +13,18 @@ from bench.measure.flops import forward_flops
 from bench.measure.latency import TimingConfig, measure_latency
 from bench.measure.memory import forward_peak_memory
 from bench.measure.size import model_size
+from bench.measure.training import measure_training_step, training_batch
 
 
 def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels: int,
                   device: torch.device, timing: TimingConfig, batch_size: int,
+                  train_cfg: Mapping[str, Any] | None = None, ignore_index: int = 255,
                   progress: bool = False) -> dict[str, Any]:
-    """Measure ``model`` on random inputs of the job's shape; returns ResultRow fields."""
+    """Measure ``model`` on random inputs of the job's shape; returns ResultRow fields.
+
+    With ``train_cfg``, one training step (with its optimizer) is measured too, in fp32 rows only:
+    mixed-precision training needs gradient scaling, which the training loop does not do yet.
+    """
     memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.eval().to(device=device, memory_format=memory_format)
     inputs = torch.randn(batch_size, in_channels, spec.height, spec.width, device=device)
@@ -50,6 +57,13 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
             runner(inputs)
 
     latency = measure_latency(forward, device, timing, progress=progress)
+    training = {}
+    if train_cfg is not None and spec.autocast_dtype is None:
+        batch = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes,
+                               ignore_index, device)
+        batch = (batch[0].contiguous(memory_format=memory_format), batch[1])
+        training = measure_training_step(model, train_cfg, batch, num_classes, ignore_index, device,
+                                         timing, progress=progress)
     return {
         "params_total": size.params_total,
         "params_trainable": size.params_trainable,
@@ -57,6 +71,7 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
         "flops_per_image": flops / batch_size,
         "peak_memory_mib": memory.peak_mib,
         "activation_peak_mib": memory.activation_mib,
+        "tensor_activation_peak_mib": memory.tensor_activation_mib,
         "memory_counter": memory.counter,
         "latency_ms_median": latency.median_ms,
         "latency_ms_iqr": latency.iqr_ms,
@@ -68,4 +83,5 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
         "throughput_ips": batch_size / (latency.median_ms / 1e3),
         "timer": latency.timer,
         "batch_size_used": batch_size,
+        **training,
     }

@@ -100,12 +100,14 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             progress=bool(cfg.progress))
         _fill(row, {**accuracy, "checkpoint": accuracy["checkpoint"] or ""})
 
-    timing = TimingConfig(**OmegaConf.to_container(cfg.measure, resolve=True))
+    timing = TimingConfig.from_config(cfg.measure)
     batch_size = spec.batch_size
     while True:
         try:
-            measured = profile_model(model, spec, num_classes, in_channels, device, timing,
-                                     batch_size, progress=bool(cfg.progress))
+            measured = profile_model(
+                model, spec, num_classes, in_channels, device, timing, batch_size,
+                train_cfg=cfg.train if cfg.measure.train_step else None,
+                ignore_index=int(cfg.dataset.ignore_index), progress=bool(cfg.progress))
             break
         except OOM_ERRORS:
             if cfg.oom_policy != "halve" or batch_size == 1:

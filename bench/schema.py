@@ -141,7 +141,7 @@ class ResultRow:
         """The measured fields, one per line (empty ones and the full config left out)."""
         lines = []
         for name, value in self.to_dict().items():
-            if name == "config" or value in (None, "", {}):
+            if name == "config" or value in (None, "", {}, []):
                 continue
             shown = f"{value:.6g}" if isinstance(value, float) else value
             lines.append(f"  {name}: {shown}")

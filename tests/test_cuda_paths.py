@@ -80,3 +80,20 @@ def test_cuda_peak_memory_resets_the_allocator_peak_before_the_forward_pass(fake
     assert reading.peak_mib == 150 and reading.activation_mib == 50
     assert reading.counter == memory.CUDA_COUNTER
     assert fake_cuda.log == ["synchronize", "reset", "forward", "synchronize"]
+
+
+def test_cuda_pass_peak_reads_the_allocator_around_the_pass_alone(fake_cuda, monkeypatch):
+    # The caching allocator sees every free, so the CPU path's profiled lead-in is not run.
+    allocator = {"allocated": 10 * MIB, "peak": 0}
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
+                        lambda device=None: fake_cuda.log.append("reset"))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: allocator["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: allocator["peak"])
+
+    def step():
+        fake_cuda.log.append("step")
+        allocator["peak"] = allocator["allocated"] + 7 * MIB
+
+    reading = memory.pass_peak(step, CUDA, lead_in=lambda: fake_cuda.log.append("lead-in"))
+    assert reading.peak_bytes == 7 * MIB and reading.counter == memory.CUDA_COUNTER
+    assert fake_cuda.log == ["synchronize", "reset", "step", "synchronize"]

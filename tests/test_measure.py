@@ -8,7 +8,8 @@ from torch import nn
 import bench.measure.latency as latency
 from bench.measure.flops import forward_flops
 from bench.measure.latency import TimingConfig, measure_latency, summarize
-from bench.measure.memory import TensorMemoryTracker, forward_peak_memory
+from bench.measure.memory import (
+    TensorMemoryTracker, cpu_allocator_peak, forward_peak_memory, running_peak)
 from bench.measure.size import MIB, model_size
 
 FLOAT32 = 4
@@ -40,11 +41,51 @@ def test_memory_tracker_counts_a_storage_once_across_views():
 def test_forward_peak_memory_adds_weights_and_input_on_cpu():
     net = nn.Conv2d(3, 8, 1)
     x = torch.randn(2, 3, 16, 16)
-    reading = forward_peak_memory(net, x, torch.device("cpu"))
+    # oneDNN's kernels allocate scratch of their own (which the allocator count rightly includes);
+    # PyTorch's native 1x1 convolution allocates nothing but its output.
+    with torch.backends.mkldnn.flags(enabled=False):
+        reading = forward_peak_memory(net, x, torch.device("cpu"))
     weights = (8 * 3 + 8) * FLOAT32
     activations = 2 * 8 * 16 * 16 * FLOAT32
     assert reading.activation_mib * MIB == activations
+    assert reading.tensor_activation_mib * MIB == activations
     assert reading.peak_mib * MIB == weights + x.numel() * FLOAT32 + activations
+
+
+def test_running_peak_is_the_highest_running_sum_from_zero():
+    assert running_peak([100, 50, -100, 200, -250]) == 250
+    assert running_peak([-10, 5]) == 0      # frees of earlier blocks never make a peak
+    assert running_peak([]) == 0
+
+
+def test_allocator_count_sees_the_im2col_workspace_the_tensor_count_misses():
+    # Without oneDNN a 3x3 conv runs as im2col + matrix multiply: while conv 2 (16 -> 4) runs,
+    # the allocator holds its input (16 maps), its output (4 maps) and its column buffer
+    # (16 x 3 x 3 rows of 32x32) that it frees inside itself. Conv 1 (3 -> 16: 27 rows, 16 maps)
+    # and conv 3 (4 -> 8: 36 rows, 4 + 8 maps) need less.
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 4, 3, padding=1),
+                        nn.Conv2d(4, 8, 3, padding=1))
+    x = torch.randn(1, 3, 32, 32)
+    pixels = 32 * 32
+    with torch.backends.mkldnn.flags(enabled=False):
+        reading = forward_peak_memory(net, x, torch.device("cpu"))
+    assert reading.activation_mib * MIB == (16 + 4 + 16 * 9) * pixels * FLOAT32
+    assert reading.tensor_activation_mib * MIB == (16 + 4) * pixels * FLOAT32
+
+
+def test_allocator_count_measures_only_the_window_after_the_lead_in():
+    kept = []
+
+    def lead_in():   # allocates what the measured pass frees
+        kept.append(torch.empty(1000, dtype=torch.float32))
+
+    def measured():
+        kept.pop()                                  # frees 4000 bytes
+        temporary = torch.empty(3000, dtype=torch.float32)   # 12000 bytes
+        del temporary
+
+    # The free is seen (it was allocated under the profiler), so the rise is 12000 - 4000.
+    assert cpu_allocator_peak(measured, lead_in=lead_in) == 12000 - 4000
 
 
 def test_flops_match_hand_count_including_transposed_convolution():

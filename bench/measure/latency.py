@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
 
 import torch
 from tqdm import tqdm
@@ -27,6 +27,11 @@ class TimingConfig:
     min_run_time: float = 1.0  # seconds of timed iterations, at least
     min_iters: int = 10
     max_iters: int = 10_000
+
+    @classmethod
+    def from_config(cls, measure: Mapping[str, Any]) -> "TimingConfig":
+        """The loop's settings from the ``measure`` config (its other keys are not the loop's)."""
+        return cls(**{f.name: measure[f.name] for f in fields(cls) if f.name in measure})
 
 
 @dataclass(frozen=True)

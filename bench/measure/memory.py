@@ -1,33 +1,51 @@
-"""Peak memory of one forward pass.
+"""Peak memory of one pass: an inference forward pass, or a whole training step.
 
-On CUDA the caching allocator's own statistics are exact (``max_memory_allocated`` after
-``reset_peak_memory_stats``). On CPU there is no allocator counter, so ``TensorMemoryTracker``
-watches every tensor storage that an operator creates while it is active, and keeps the
-running total of those still alive: the peak of that total is the activation memory the forward
-pass needed above what existed before it (weights, input).
+Every figure is a peak *above the memory that existed before the pass* (weights, inputs, and for
+training the gradients and optimizer state), read from the allocator itself:
+
+* CUDA: the caching allocator's own statistics (``max_memory_allocated`` after
+  ``reset_peak_memory_stats``), which include cuDNN/cuBLAS workspaces.
+* CPU: the CPU allocator has no peak counter, so the pass runs under ``torch.profiler`` with
+  ``profile_memory=True``, which records every allocation and free the allocator makes, in any
+  thread, operator-internal ones included (im2col buffers, oneDNN weight re-layouts, reduction
+  scratch). The running sum of those records in time order peaks at the pass's peak.
+
+``TensorMemoryTracker`` counts something narrower, kept as its own column: the tensor storages
+that operators *return* (activation tensors). It misses what an operator allocates and frees
+inside itself; for VGG's fc6 (a 7x7x512x4096 weight re-laid out on every call) that is most of
+the memory of the pass.
 """
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import accumulate
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch._C._autograd import DeviceType
 from torch.multiprocessing.reductions import StorageWeakRef
+from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from bench.measure.size import MIB
 
-CPU_COUNTER = "tensor storages created during the forward pass (TorchDispatchMode)"
+CPU_COUNTER = ("CPU allocator: every allocation and free during the pass "
+               "(torch.profiler, profile_memory=True)")
 CUDA_COUNTER = "torch.cuda.max_memory_allocated (caching allocator)"
-
+MEASURED_WINDOW = "segbench: measured pass"
+TENSOR_COUNTER = "tensor storages returned by operators during the pass (TorchDispatchMode)"
 
 class TensorMemoryTracker(TorchDispatchMode):
     """Tracks the bytes of live tensor storages created under it; ``peak_bytes`` is the maximum.
 
     A storage counts once however many views share it, and stops counting when it is freed
     (its weak reference expires). The peak is read right after each operator returns, when its
-    outputs and inputs are both alive, which is when real memory use peaks too.
+    outputs and inputs are both alive.
     """
 
     def __init__(self):
@@ -54,14 +72,99 @@ class TensorMemoryTracker(TorchDispatchMode):
         return out
 
 
+def running_peak(deltas: Iterable[int]) -> int:
+    """The highest point of the running sum of allocation (+) and free (-) sizes, from 0."""
+    return max(accumulate(deltas, initial=0))
+
+
+@contextmanager
+def _stderr_silenced():
+    """File descriptor 2 to /dev/null: Kineto prints start/stop lines (and a failed GPU probe) there
+    from C++ on every profile, whatever its log level."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def cpu_allocator_peak(run: Callable[[], object], lead_in: Callable[[], object] | None = None) -> int:
+    """Bytes: the CPU allocator's peak during ``run()`` above what was allocated before it.
+
+    The profiler cannot report the free of a block allocated before it started, so a pass that
+    frees what an earlier one made (a training step frees the previous step's gradients) needs
+    that earlier pass profiled too: ``lead_in()`` runs first, under the profiler but outside the
+    measured window.
+    """
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _stderr_silenced():
+        prof.start()
+    try:
+        if lead_in is not None:
+            # Its frees of blocks made before the profiler started make c10 print a warning.
+            with _stderr_silenced():
+                lead_in()
+        with record_function(MEASURED_WINDOW):
+            run()
+    finally:
+        with _stderr_silenced():
+            prof.stop()
+    events = prof.profiler.kineto_results.events()
+    window = next(event for event in events if event.name() == MEASURED_WINDOW)
+    records = sorted((event for event in events
+                      if event.name() == "[memory]" and event.device_type() == DeviceType.CPU
+                      and window.start_ns() <= event.start_ns() <= window.end_ns()),
+                     key=lambda event: event.start_ns())
+    return running_peak(event.nbytes() for event in records)
+
+
+def tensor_peak(run: Callable[[], object]) -> int:
+    """Bytes: the peak of live tensor storages that operators returned during ``run()``."""
+    tracker = TensorMemoryTracker()
+    with tracker:
+        run()
+    return tracker.peak_bytes
+
+
 @dataclass(frozen=True)
-class MemoryReading:
-    peak_mib: float        # weights + input + activation peak
-    activation_mib: float  # peak above the pre-forward baseline
+class PassMemory:
+    peak_bytes: int   # above what existed before the pass
     counter: str
 
 
-def _tensor_bytes(tensors) -> int:
+def pass_peak(run: Callable[[], object], device: torch.device,
+              lead_in: Callable[[], object] | None = None) -> PassMemory:
+    """Peak memory of ``run()`` above the memory allocated before it, from the device's allocator.
+
+    ``lead_in`` (CPU only; see :func:`cpu_allocator_peak`) runs just before ``run()``.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+        run()
+        torch.cuda.synchronize(device)
+        return PassMemory(torch.cuda.max_memory_allocated(device) - baseline, CUDA_COUNTER)
+    if device.type == "cpu":
+        return PassMemory(cpu_allocator_peak(run, lead_in), CPU_COUNTER)
+    return PassMemory(tensor_peak(run), f"{TENSOR_COUNTER}, CPU tensors only: {device.type} not tracked")
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    peak_mib: float                      # weights + input + activation peak
+    activation_mib: float                # peak above the pre-forward baseline
+    tensor_activation_mib: float | None  # CPU: peak of live activation tensors only
+    counter: str
+
+
+def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of ``tensors``' elements (a tensor listed twice counts twice)."""
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -69,18 +172,18 @@ def forward_peak_memory(model: nn.Module, inputs: torch.Tensor, device: torch.de
                         autocast_dtype: torch.dtype | None = None) -> MemoryReading:
     """Peak memory of one inference forward pass of ``model`` on ``inputs``."""
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        baseline = torch.cuda.memory_allocated(device)
+
+    def forward() -> None:
         with torch.inference_mode(), autocast:
             model(inputs)
-        torch.cuda.synchronize(device)
+
+    resident = tensor_bytes([*model.parameters(), *model.buffers(), inputs])
+    measured = pass_peak(forward, device)
+    activation = measured.peak_bytes
+    if device.type == "cuda":
+        # The allocator's peak already holds everything on the device, weights and input included.
         peak = torch.cuda.max_memory_allocated(device)
-        return MemoryReading(peak / MIB, (peak - baseline) / MIB, CUDA_COUNTER)
-    resident = _tensor_bytes([*model.parameters(), *model.buffers(), inputs])
-    tracker = TensorMemoryTracker()
-    with torch.inference_mode(), autocast, tracker:
-        model(inputs)
-    counter = CPU_COUNTER if device.type == "cpu" else f"{CPU_COUNTER}, {device.type} not tracked"
-    return MemoryReading((resident + tracker.peak_bytes) / MIB, tracker.peak_bytes / MIB, counter)
+        return MemoryReading(peak / MIB, activation / MIB, None, measured.counter)
+    tensors = tensor_peak(forward) if device.type == "cpu" else None
+    return MemoryReading((resident + activation) / MIB, activation / MIB,
+                         None if tensors is None else tensors / MIB, measured.counter)

@@ -1,0 +1,127 @@
+"""The cost of one training step: forward, pixel-wise cross-entropy, backward, optimizer step.
+
+The step is the training loop's own update (``bench.train.SupervisedStep``, or
+``AdversarialStep`` for a model with an adversary) with the train config's optimizer, so what is
+measured is what ``mode=accuracy`` trains. It runs on a random batch whose label map has a band
+of ignored pixels (``ignore_index``), as real label maps do.
+
+The learning rate is set to 0: every timed step then computes the same function on the same
+weights (no drift, no divergence on random labels), and a step costs the same at any rate.
+
+Three readings, in this order:
+
+* latency: ``measure_latency``'s loop (warm-up, synchronisation, median/IQR/p90); the warm-up
+  steps also create the optimizer state;
+* peak memory of one more step, from the allocator (``bench.measure.memory.pass_peak``; on CPU
+  the step before it is profiled too, so the frees of its gradients are seen), above what exists
+  between steps: weights, the previous step's gradients, the optimizer state and the batch; those
+  are reported on their own and the peak is their sum plus that rise;
+* the bytes autograd saves for backward in one forward pass plus the loss
+  (``torch.autograd.graph.saved_tensors_hooks``), each storage once, the model's parameters and
+  buffers left out (they exist whether or not autograd keeps them).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from bench.measure.latency import TimingConfig, measure_latency
+from bench.measure.memory import pass_peak, tensor_bytes
+from bench.measure.size import MIB
+from bench.train import AdversarialStep, SupervisedStep, is_adversarial
+
+#: Fraction of the label map's rows marked ``ignore_index`` (a band at the bottom).
+IGNORED_ROWS = 0.1
+
+
+def training_batch(batch_size: int, in_channels: int, height: int, width: int, num_classes: int,
+                   ignore_index: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random image batch and a random label map whose bottom rows are ignored."""
+    image = torch.randn(batch_size, in_channels, height, width, device=device)
+    mask = torch.randint(0, num_classes, (batch_size, height, width), device=device)
+    mask[:, height - int(height * IGNORED_ROWS):] = ignore_index
+    return image, mask
+
+
+def saved_for_backward_bytes(forward: Callable[[], torch.Tensor], exclude: list[torch.Tensor]) -> int:
+    """Bytes of the tensors autograd saves while ``forward()`` runs, each storage counted once;
+    storages of ``exclude`` (weights) are not counted."""
+    excluded = {t.untyped_storage()._cdata for t in exclude}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage._cdata not in excluded:
+            saved.setdefault(storage._cdata, storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = forward()
+    del output  # frees the graph and what it saved
+    return sum(saved.values())
+
+
+def _update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module, num_classes: int,
+            ignore_index: int) -> SupervisedStep | AdversarialStep:
+    """The training loop's update at learning rate 0 (see the module docstring)."""
+    frozen = OmegaConf.merge(train_cfg, {"lr": 0.0})
+    if is_adversarial(model, frozen):
+        frozen.adversarial.adversary_lr = 0.0
+        return AdversarialStep(model, frozen, criterion, num_classes, ignore_index)
+    return SupervisedStep(model, frozen, criterion)
+
+
+def _state_bytes(optimizers: list[torch.optim.Optimizer]) -> int:
+    return tensor_bytes(value for optimizer in optimizers for state in optimizer.state.values()
+                        for value in state.values() if isinstance(value, torch.Tensor))
+
+
+def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch: tuple[torch.Tensor, torch.Tensor],
+                          num_classes: int, ignore_index: int, device: torch.device,
+                          timing: TimingConfig, progress: bool = False) -> dict[str, Any]:
+    """Latency, peak memory and saved-for-backward bytes of one training step; ResultRow fields.
+
+    ``model`` is left in eval mode with its gradients cleared.
+    """
+    image, mask = batch
+    criterion = nn.CrossEntropyLoss(ignore_index=ignore_index)
+    model.train()
+    update = _update(model, train_cfg, criterion, num_classes, ignore_index)
+    optimizers = [optimized.optimizer for optimized in update.optimizers]
+
+    def step() -> None:
+        update(image, mask, 0)
+
+    latency = measure_latency(step, device, timing, progress=progress)
+    parameters = list(model.parameters())
+    weights = tensor_bytes([*parameters, *model.buffers()])
+    gradients = tensor_bytes(p.grad for p in parameters if p.grad is not None)
+    optimizer_state = _state_bytes(optimizers)
+    inputs = tensor_bytes([image, mask])
+    memory = pass_peak(step, device, lead_in=step)
+    saved = saved_for_backward_bytes(lambda: criterion(model(image), mask),
+                                     exclude=[*parameters, *model.buffers()])
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    batch_size = image.shape[0]
+    return {
+        "train_optimizer": type(optimizers[0]).__name__,
+        "train_latency_ms_median": latency.median_ms,
+        "train_latency_ms_iqr": latency.iqr_ms,
+        "train_latency_ms_p90": latency.p90_ms,
+        "train_latency_ms_mean": latency.mean_ms,
+        "train_latency_iters": latency.iters,
+        "train_warmup_iters": latency.warmup_iters,
+        "train_throughput_ips": batch_size / (latency.median_ms / 1e3),
+        "train_peak_memory_mib": (weights + gradients + optimizer_state + inputs + memory.peak_bytes) / MIB,
+        "train_weights_mib": weights / MIB,
+        "train_gradients_mib": gradients / MIB,
+        "train_optimizer_state_mib": optimizer_state / MIB,
+        "train_activation_peak_mib": memory.peak_bytes / MIB,
+        "train_memory_counter": memory.counter,
+        "saved_for_backward_mib": saved / MIB,
+    }
