@@ -179,6 +179,8 @@ def summary_line(row: ResultRow) -> str:
              f"{row.params_total / 1e6:.2f} M params",
              f"{row.flops_per_image / 1e9:.2f} GFLOP/img",
              f"peak {row.peak_memory_mib:.0f} MiB"]
+    if row.train_latency_ms_median is not None:
+        parts.append(f"train step {row.train_latency_ms_median:.1f} ms, peak {row.train_peak_memory_mib:.0f} MiB")
     if row.miou is not None:
         parts.insert(0, f"mIoU {row.miou:.3f} ({row.split})")
     return f"{head}: " + ", ".join(parts)

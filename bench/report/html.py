@@ -115,7 +115,16 @@ def methods_html(current: pd.DataFrame) -> str:
                     "interquartile range (IQR), 90th percentile, and throughput = batch size / median."),
         ("Memory", f"one inference forward pass, counted by {esc(distinct(ok['memory_counter']))}; "
                    "peak = weights + input + activation peak; activation = peak above the "
-                   "pre-forward baseline."),
+                   "pre-forward baseline, operator workspaces included. On CPU the activation "
+                   "tensors alone (what operators return, without their internal buffers) are "
+                   "stored as <code>tensor_activation_peak_mib</code>."),
+        ("Training step", "forward, pixel-wise cross-entropy (a band of ignored pixels), backward and "
+                          f"the train config's optimizer step ({esc(distinct(ok['train_optimizer']))}) "
+                          "at learning rate 0, on a random batch; timed with the latency loop above; "
+                          "its peak memory = weights + gradients + optimizer state + batch + the "
+                          f"rise during one more step, counted by {esc(distinct(ok['train_memory_counter']))}; "
+                          "saved for backward = bytes autograd keeps from one forward pass and loss, "
+                          "each storage once, weights excluded. Measured in fp32 rows."),
         ("Accuracy", "a confusion matrix accumulated over the whole evaluation split (splits: "
                      f"{esc(distinct(ok['split']))}); IoU per class = TP / (TP + FP + FN); classes "
                      "absent from both prediction and ground truth are left out of the mean (mIoU)."),

@@ -58,6 +58,8 @@ def headline_table(current: pd.DataFrame) -> pd.DataFrame:
         "throughput img/s": rows["throughput_ips"].map(lambda v: fmt(v, "{:.1f}")),
         "peak MiB": rows["peak_memory_mib"].map(lambda v: fmt(v, "{:.0f}")),
         "activation MiB": rows["activation_peak_mib"].map(lambda v: fmt(v, "{:.0f}")),
+        "train step ms, median": rows["train_latency_ms_median"].map(lambda v: fmt(v, "{:.1f}")),
+        "train peak MiB": rows["train_peak_memory_mib"].map(lambda v: fmt(v, "{:.0f}")),
         "mIoU (%)": rows["miou_pct"].map(lambda v: fmt(v, "{:.1f}")),
         "status": rows["status"],
     }).reset_index(drop=True)
