@@ -64,7 +64,7 @@ def saved_for_backward_bytes(forward: Callable[[], torch.Tensor], exclude: list[
     return sum(saved.values())
 
 
-def _update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module, num_classes: int,
+def training_update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module, num_classes: int,
             ignore_index: int) -> SupervisedStep | AdversarialStep:
     """The training loop's update at learning rate 0 (see the module docstring)."""
     frozen = OmegaConf.merge(train_cfg, {"lr": 0.0})
@@ -89,7 +89,7 @@ def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch:
     image, mask = batch
     criterion = nn.CrossEntropyLoss(ignore_index=ignore_index)
     model.train()
-    update = _update(model, train_cfg, criterion, num_classes, ignore_index)
+    update = training_update(model, train_cfg, criterion, num_classes, ignore_index)
     optimizers = [optimized.optimizer for optimized in update.optimizers]
 
     def step() -> None:
