@@ -19,6 +19,21 @@ def test_single_run_prints_and_stores_its_row(bench: Bench):
     assert row.params_total == (8 * 27 + 8) + (11 * 8 + 11)
     assert row.threads == 1 and row.torch_version and row.git_commit is not None
     assert row.config["resolution"] == "40x56"
+    # The training step of the same batch, with the default train config's optimizer (Adam).
+    assert row.train_optimizer == "Adam" and row.train_latency_ms_median > 0
+    weights = row.params_total * 4
+    assert row.train_weights_mib * 2**20 == weights == row.train_gradients_mib * 2**20
+    assert row.train_peak_memory_mib > row.train_weights_mib + row.train_gradients_mib + row.train_optimizer_state_mib
+    assert row.saved_for_backward_mib > 0
+    for name in ("train_latency_ms_median", "train_peak_memory_mib", "saved_for_backward_mib"):
+        assert f"{name}: {getattr(row, name):.6g}" in result.stdout
+
+
+def test_training_step_can_be_left_out(bench: Bench):
+    result = bench(*TINY, "resolution=32x32", "measure.train_step=false")
+    assert result.returncode == 0, result.stderr
+    [row] = bench.rows().rows
+    assert row.latency_ms_median > 0 and row.train_latency_ms_median is None and row.saved_for_backward_mib is None
 
 
 def test_unet_profile_at_128(bench: Bench):
