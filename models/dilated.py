@@ -72,6 +72,7 @@ class DilatedNet(nn.Module):
     """Front-end, optionally followed by a context module (``context``: None, "basic" or "large")."""
 
     min_input_size = OUTPUT_STRIDE
+    decoder_keeps: dict[str, str] = {}  # no decoder: bilinear upsampling keeps nothing (bench/measure/decoder.py)
 
     def __init__(self, num_classes: int, in_channels: int = 3, context: str | None = None,
                  pretrained_backbone: bool = False):
