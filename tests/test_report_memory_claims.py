@@ -44,12 +44,12 @@ def test_decoder_storage_verdicts_in_both_accountings_from_measured_figures():
     # Per pixel: 11 reduced maps vs 64 x 2 bits / 4 pixels = 1 map; PyTorch's int64 indices: 32.
     assert texts[0] == "decoder storage multiplier, paper accounting (Table 1's unit): holds: 11.0x less"
     assert texts[1].startswith("decoder storage multiplier, as PyTorch stores it (int64 indices): "
-                               "does not hold: 2.91x more")
+                               "does not hold: 2.91x more (the claim needs")
     # Bytes at 64x64: FCN-Basic 11 x (32^2 + 16^2 + 8^2) x 32 bits; SegNet-Basic 64 x 1360 windows
     # x 2 bits (paper) or x 64 bits (PyTorch): 473088 / 174080 = 2.72; 5570560 / 473088 = 11.77.
     assert texts[2] == "decoder storage in bytes, paper accounting: holds: 2.72x less"
     assert texts[3].startswith("decoder storage in bytes, as PyTorch stores it (int64 indices): "
-                               "does not hold: 11.77x more")
+                               "does not hold: 11.77x more (the claim needs")
 
 
 def test_int64_note_states_what_int64_indices_do_to_the_ratio():
@@ -129,9 +129,10 @@ def test_densenet_memory_table_gives_the_ratio_and_why():
 
 
 def test_densenet_memory_table_without_both_modes_names_the_command():
-    table = densenet_memory_table(rows_to_frame([densenet_row(False, 1200.0, 900.0)]), PUBLISHED)
-    assert "not measured yet" in table.iloc[0]["verdict"]
-    assert "python -m bench sweep=densenet_memory" in table.iloc[0]["verdict"]
+    for rows in ([densenet_row(False, 1200.0, 900.0)], [row("unet", 64, 64)]):
+        table = densenet_memory_table(rows_to_frame(rows), PUBLISHED)
+        assert "not measured yet" in table.iloc[0]["verdict"]
+        assert "python -m bench sweep=densenet_memory" in table.iloc[0]["verdict"]
 
 
 def test_report_shows_decoder_storage_and_densenet_tables(tmp_path):

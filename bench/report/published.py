@@ -87,7 +87,8 @@ def _show_advantage(test: dict, advantage: float) -> str:
         return f"{advantage * factor:+.1f} {test['phrase']}"
     if advantage >= 1:
         return f"{advantage:.{1 if advantage >= 10 else 2}f}x {test['phrase']}"
-    return f"{1 / advantage:.2f}x more {test['quantity']}"
+    named = "" if test.get("label") else f" {test['quantity']}"  # a label names it already
+    return f"{1 / advantage:.2f}x more{named}"
 
 
 def _needs(test: dict) -> str:
@@ -289,7 +290,7 @@ def decoder_storage_table(current: pd.DataFrame, published: dict) -> pd.DataFram
         "multiplier, paper": medians["decoder_storage_multiplier"].map(lambda v: f"{v:.2f}"),
         "multiplier, PyTorch": medians["decoder_storage_multiplier_pytorch"].map(lambda v: f"{v:.2f}"),
         "published multiplier (SegNet Table 1)": medians["model_key"].map(
-            lambda m: fmt(_published_multiplier(published, m))),
+            lambda m: fmt(_published_multiplier(published, m), "{:g}")),
         "what the decoder keeps": notes,
     })
 
@@ -343,7 +344,7 @@ def densenet_memory_table(current: pd.DataFrame, published: dict) -> pd.DataFram
     rows = where(ok_values(current, "train_peak_memory_mib", published.get("aliases") or {}),
                  entry["where"])
     rows = rows[rows["model_key"] == entry["model"]]
-    rows = rows.assign(memory_efficient=rows["model_kwargs"].map(_memory_efficient))
+    rows = rows.assign(memory_efficient=rows["model_kwargs"].map(_memory_efficient).astype(bool))
     columns = ["train_peak_memory_mib", "saved_for_backward_mib", *FIXED_TRAIN_COLUMNS]
     setting = ["device", "precision", "resolution", "batch_size"]
     plain = rows[~rows["memory_efficient"]].groupby(setting)[columns].median()
