@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 import models  # noqa: F401  (registers the architectures)
 from bench.measure.decoder import decoder_storage
@@ -15,6 +16,7 @@ from bench.report.published import (
     densenet_memory_table, evaluate_claims, evaluate_test, int64_note, load_published, table6)
 from bench.store import ResultStore
 from models.registry import create_model
+from tests.conftest import ROOT
 from tests.test_report import make_row
 
 PUBLISHED = load_published()
@@ -146,3 +148,25 @@ def test_report_shows_decoder_storage_and_densenet_tables(tmp_path):
     assert "pool: 4 x indices (64, 64, 64, 64 channels, int64)" in published
     assert "## FC-DenseNet memory-efficient mode" in published and "2.40x" in published
     assert "Decoder storage per image" in (tmp_path / "report" / "index.html").read_text()
+
+
+def sweep_grid(name: str) -> tuple:
+    """(job config, sweeper params) of ``sweep=name`` as the CLI composes it."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", [f"sweep={name}"], return_hydra_config=True)
+    return cfg, {key: str(value).split(",") for key, value in cfg.hydra.sweeper.params.items()}
+
+
+def test_named_sweeps_produce_the_rows_the_memory_claims_select():
+    cfg, grid = sweep_grid("segnet_table6")
+    claim = next(c for c in PUBLISHED["claims"] if c["id"] == "segnet_decoder_memory")
+    table6_tests = [t for t in claim["tests"] if "where" in t]
+    assert cfg.mode == "profile" and sorted(grid["model"]) == sorted({"segnet", "fcn8s"})
+    for test in table6_tests:
+        assert test["where"]["resolution"] == cfg.resolution
+        assert str(test["where"]["batch_size"]) in grid["batch_size"]
+
+    cfg, grid = sweep_grid("densenet_memory")
+    entry = PUBLISHED["fcdensenet_memory_efficient"]
+    assert grid["model"] == [entry["model"]] and sorted(grid["model.memory_efficient"]) == ["false", "true"]
+    assert (cfg.resolution, cfg.batch_size) == (entry["where"]["resolution"], entry["where"]["batch_size"])
