@@ -103,9 +103,10 @@ def test_nothing_kept_is_zero_and_undeclared_is_left_empty():
     ({"missing": "maps"}, ValueError, "not a submodule"),
     ({"0": "bits"}, ValueError, "use one of"),
     ({"0": "indices"}, TypeError, "return_indices=True"),
+    ({"1": "maps"}, TypeError, "returns tuple, not a tensor"),
 ])
 def test_bad_declarations_say_what_to_fix(keeps, error, match):
-    model = nn.Sequential(nn.Conv2d(3, 3, 1))
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.MaxPool2d(2, return_indices=True))
     model.decoder_keeps = keeps
     with pytest.raises(error, match=match):
         decoder_storage(model, torch.randn(1, 3, 8, 8))

@@ -87,6 +87,9 @@ def _kept(name: str, kind: str, module: nn.Module, args: tuple, output) -> Kept:
                             "(values, indices): use MaxPool2d(return_indices=True) or mark it 'maps'")
         tensor, bits, pixels = output[1], _window_bits(module), args[0].shape[-2:].numel()
     else:
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"decoder_keeps marks {name!r} as 'maps', but it returns "
+                            f"{type(output).__name__}, not a tensor: name the submodule whose output is kept")
         tensor = output
         bits, pixels = FLOAT32_BITS, output.shape[-2:].numel()
     return Kept(name, kind, channels=tensor.shape[1], elements=tensor[0].numel(),
