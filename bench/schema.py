@@ -98,6 +98,7 @@ class ResultRow:
     decoder_storage_mib: float | None = None        # what the decoder keeps, as PyTorch stores it
     decoder_storage_paper_mib: float | None = None  # the same, as the SegNet paper counts it
     decoder_storage_multiplier: float | None = None  # SegNet Table 1's unit (see bench/measure/decoder.py)
+    decoder_storage_multiplier_pytorch: float | None = None  # the same unit with PyTorch's bits (int64 indices)
     decoder_storage_note: str = ""                 # what is kept, e.g. "4 pooling-index maps"
 
     # --- accuracy ---------------------------------------------------------------------------

@@ -147,6 +147,8 @@ class AdversarialSegmentor(nn.Module):
         self.segmentor = segmentor
         self.adversary = adversary
         self.min_input_size = max(getattr(segmentor, "min_input_size", 1), adversary.min_input_size)
+        if hasattr(segmentor, "decoder_keeps"):  # bench/measure/decoder.py: the segmentor's decoder
+            self.decoder_keeps = {f"segmentor.{name}": kind for name, kind in segmentor.decoder_keeps.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.min_input_size, "adversarial")

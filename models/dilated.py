@@ -72,6 +72,8 @@ class DilatedNet(nn.Module):
     """Front-end, optionally followed by a context module (``context``: None, "basic" or "large")."""
 
     min_input_size = OUTPUT_STRIDE
+    # No decoder: the bilinear upsampling keeps nothing from the encoder (bench/measure/decoder.py).
+    decoder_keeps: dict[str, str] = {}
 
     def __init__(self, num_classes: int, in_channels: int = 3, context: str | None = None,
                  pretrained_backbone: bool = False):

@@ -131,6 +131,9 @@ class FCDenseNet(nn.Module):
             previous = DenseBlock(previous.new_channels + skip, growth_rate, num_layers, memory_efficient)
             self.up_blocks.append(previous)
         self.classifier = nn.Conv2d(previous.out_channels, num_classes, 1)
+        # What the decoder keeps from the encoder (bench/measure/decoder.py): each down block's
+        # output, the skip concatenated in the up path.
+        self.decoder_keeps = {f"down_blocks.{i}": "maps" for i in range(depth)}
 
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):

@@ -122,6 +122,11 @@ class FCN(nn.Module):
             self.upscore_pool4 = bilinear_conv_transpose(num_classes)
             self.score_pool3 = _score_layer(256, num_classes)
         self.upscore = FixedBilinearUpsample(num_classes, stride)
+        # What the decoder keeps from the encoder (bench/measure/decoder.py): pool4 (and pool3)
+        # whole, 512 (256) channels, since forward scores them only when the decoder reaches them.
+        # FCN-32s keeps nothing: its decoder is one upsampling of score_fr.
+        self.decoder_keeps = {"to_pool4": "maps", "to_pool3": "maps"} if stride == 8 else (
+            {"to_pool4": "maps"} if stride == 16 else {})
 
     def _padding(self, size: int) -> tuple[int, int]:
         """(before, after) zero padding of one axis of ``size`` pixels; see the module docstring."""

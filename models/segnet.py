@@ -59,6 +59,9 @@ class SegNet(nn.Module):
     """SegNet on VGG16-BN; see the module docstring."""
 
     min_input_size = 32
+    # What the decoder keeps from the encoder (bench/measure/decoder.py): the indices of every
+    # call of the shared ``pool`` (five), used to unpool.
+    decoder_keeps = {"pool": "indices"}
 
     def __init__(self, num_classes: int, in_channels: int = 3, pretrained_backbone: bool = False):
         super().__init__()
@@ -81,6 +84,7 @@ class SegNetBasic(nn.Module):
     """SegNet-Basic; see the module docstring."""
 
     min_input_size = 2**BASIC_DEPTH
+    decoder_keeps = {"pool": "indices"}  # the four pools' indices (bench/measure/decoder.py)
 
     def __init__(self, num_classes: int, in_channels: int = 3):
         super().__init__()
@@ -101,6 +105,9 @@ class FCNBasic(nn.Module):
     """FCN-Basic; see the module docstring."""
 
     min_input_size = 2**BASIC_DEPTH
+    # The C-channel reductions of the first three pooled maps, added in the decoder
+    # (bench/measure/decoder.py); the deepest one is the decoder's input, not kept beside it.
+    decoder_keeps = {f"reduce.{i}": "maps" for i in range(BASIC_DEPTH - 1)}
 
     def __init__(self, num_classes: int, in_channels: int = 3):
         super().__init__()

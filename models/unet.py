@@ -108,6 +108,9 @@ class UNet(nn.Module):
     """U-Net returning N x num_classes x H x W logits for any input of at least 16 x 16."""
 
     min_input_size = 2 ** _DEPTH
+    # The contracting path's maps at each level but the bottom, concatenated in the expansive path
+    # (bench/measure/decoder.py); kept whole although valid padding crops them there.
+    decoder_keeps = {f"network.down.{level}": "maps" for level in range(_DEPTH)}
 
     def __init__(self, num_classes: int, in_channels: int = 3, base_channels: int = 64,
                  padding: str = "valid"):

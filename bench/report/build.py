@@ -9,7 +9,8 @@ from bench.report import html
 from bench.report.frame import load_frame
 from bench.report.plots import write_plots
 from bench.report.published import (
-    ClaimResult, evaluate_claims, load_published, miou_table, params_table, table6)
+    ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
+    load_published, miou_table, params_table, table6)
 from bench.report.tables import environment_table, failures_table, headline_table, to_markdown
 
 REPORT_DIR = "report"
@@ -36,10 +37,17 @@ def _claims_markdown(results: list[ClaimResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], out_dir: Path) -> list[Path]:
+#: The published-vs-measured tables, in reading order.
+PUBLISHED_TABLES = ("Parameters", "mIoU", "SegNet Table 6", "Decoder storage",
+                    "FC-DenseNet memory-efficient mode")
+
+
+def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], out_dir: Path,
+                   decoder_note: str = "") -> list[Path]:
     """headline.md, failures.md and published.md (published vs measured, and the claims)."""
     published = "\n".join(f"## {title}\n\n{to_markdown(tables[title])}"
-                          for title in ("Parameters", "mIoU", "SegNet Table 6"))
+                          + (f"\n{decoder_note}\n" if title == "Decoder storage" else "")
+                          for title in PUBLISHED_TABLES)
     texts = {
         "headline.md": f"# Headline\n\n{to_markdown(tables['Headline'])}",
         "failures.md": f"# Failures\n\n{to_markdown(tables['Failures'])}",
@@ -57,7 +65,7 @@ def _counts_html(everything: pd.DataFrame, current: pd.DataFrame) -> str:
             f"and {history} history rows from earlier runs of the same jobs.</p>")
 
 
-def report_body(everything, current, unreadable, tables, claims, figures, notes) -> str:
+def report_body(everything, current, unreadable, tables, claims, figures, notes, decoder_note="") -> str:
     """The HTML page's sections, in reading order."""
     sections = [
         _counts_html(everything, current) + html.unreadable_notice(unreadable),
@@ -66,7 +74,11 @@ def report_body(everything, current, unreadable, tables, claims, figures, notes)
         "<h2>Failures</h2>" + html.table_html(tables["Failures"]),
         "<h2>Published vs measured</h2><h3>Parameters</h3>" + html.table_html(tables["Parameters"])
         + "<h3>mIoU</h3>" + html.table_html(tables["mIoU"])
-        + "<h3>SegNet Table 6 (Caffe, GPU)</h3>" + html.table_html(tables["SegNet Table 6"]),
+        + "<h3>SegNet Table 6 (Caffe, GPU)</h3>" + html.table_html(tables["SegNet Table 6"])
+        + "<h3>Decoder storage per image (SegNet sec. 3.1, Table 1)</h3>"
+        + html.table_html(tables["Decoder storage"]) + f"<p>{html.esc(decoder_note)}</p>"
+        + "<h3>FC-DenseNet memory-efficient mode</h3>"
+        + html.table_html(tables["FC-DenseNet memory-efficient mode"]),
         "<h2>Claims</h2>" + html.claims_html(claims),
         "<h2>Figures</h2>" + "".join(html.image_html(p, c) for p, c in figures)
         + "".join(f"<p><small>{html.esc(n)}</small></p>" for n in notes),
@@ -95,12 +107,15 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
         "Parameters": params_table(current, published),
         "mIoU": miou_table(current, published),
         "SegNet Table 6": table6(current, published),
+        "Decoder storage": decoder_storage_table(current, published),
+        "FC-DenseNet memory-efficient mode": densenet_memory_table(current, published),
     }
+    decoder_note = int64_note(current, published)
     claims = evaluate_claims(current, published)
-    written += write_markdown(tables, claims, out_dir)
+    written += write_markdown(tables, claims, out_dir, decoder_note)
     figures, notes = write_plots(current, out_dir)
     written += [path for path, _ in figures]
-    body = report_body(everything, current, unreadable, tables, claims, figures, notes)
+    body = report_body(everything, current, unreadable, tables, claims, figures, notes, decoder_note)
     index.write_text(html.page("segbench report", body))
     return [*written, index]
 

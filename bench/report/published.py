@@ -5,7 +5,8 @@ the verdict says which rows would test the claim instead of falling back on a pu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,11 @@ QUANTITY_FORMAT = {
     "activation_peak_mib": (1.0, "{:.1f} MiB"),
     "peak_memory_mib": (1.0, "{:.1f} MiB"),
     "miou": (100.0, "{:.1f}"),
+    "train_peak_memory_mib": (1.0, "{:.1f} MiB"),
+    "decoder_storage_mib": (1.0, "{:.3f} MiB"),
+    "decoder_storage_paper_mib": (1.0, "{:.3f} MiB"),
+    "decoder_storage_multiplier": (1.0, "{:.2f} maps"),
+    "decoder_storage_multiplier_pytorch": (1.0, "{:.2f} maps"),
 }
 #: Verdicts from worst to best: a claim takes the worst verdict of its tests.
 NOT_HOLD, MIXED, NOT_TESTED, PARTLY, HOLDS = (
@@ -81,7 +87,8 @@ def _show_advantage(test: dict, advantage: float) -> str:
         return f"{advantage * factor:+.1f} {test['phrase']}"
     if advantage >= 1:
         return f"{advantage:.{1 if advantage >= 10 else 2}f}x {test['phrase']}"
-    return f"{1 / advantage:.2f}x more {test['quantity']}"
+    named = "" if test.get("label") else f" {test['quantity']}"  # a label names it already
+    return f"{1 / advantage:.2f}x more{named}"
 
 
 def _needs(test: dict) -> str:
@@ -106,7 +113,7 @@ def _training_note(rows: pd.DataFrame, same: list[str], key, subject: str, other
 def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> TestResult:
     """Compare ``test['subject']`` with ``test['other']`` in every setting both were measured in."""
     quantity, subject, other, same = test["quantity"], test["subject"], test["other"], test["same"]
-    rows = ok_values(current, quantity, aliases)
+    rows = where(ok_values(current, quantity, aliases), test.get("where"))
     rows = rows[rows["model_key"].isin([subject, other])]
     missing = [m for m in (subject, other) if m not in set(rows["model_key"])]
     if missing:
@@ -153,11 +160,27 @@ def _claim_verdict(verdicts: list[str]) -> str:
     return PARTLY if NOT_TESTED in verdicts else HOLDS
 
 
+def where(rows: pd.DataFrame, setting: dict | None) -> pd.DataFrame:
+    """The rows in ``setting`` (a test's ``where``, e.g. {resolution: 360x480, batch_size: 4})."""
+    for column, value in (setting or {}).items():
+        if column not in rows.columns:
+            raise ValueError(f"conf/published.yaml: `where` names {column!r}, which is not a row "
+                             f"column; use a ResultRow field or resolution")
+        rows = rows[rows[column] == value]
+    return rows
+
+
+def _labelled(result: TestResult) -> TestResult:
+    """The verdict prefixed with the test's ``label``: which quantity it compared, and where."""
+    label = result.test.get("label")
+    return replace(result, text=f"{label}: {result.text}") if label else result
+
+
 def evaluate_claims(current: pd.DataFrame, published: dict) -> list[ClaimResult]:
     aliases = published.get("aliases") or {}
     results = []
     for claim in published.get("claims") or []:
-        tests = [evaluate_test(current, test, aliases) for test in claim["tests"]]
+        tests = [_labelled(evaluate_test(current, test, aliases)) for test in claim["tests"]]
         results.append(ClaimResult(claim, _claim_verdict([t.verdict for t in tests]), tests))
     return results
 
@@ -211,19 +234,152 @@ def miou_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def _measured(rows: pd.DataFrame, quantity: str, batch_size: int, unit: str) -> str:
+    """Each of a model's rows at ``batch_size`` holding ``quantity``: "value unit (device, precision)"."""
+    mine = rows[(rows["batch_size"] == batch_size) & rows[quantity].notna()]
+    return "; ".join(f"{getattr(r, quantity):.{1 if unit == 'ms' else 0}f} {unit} ({r.device}, {r.precision})"
+                     for r in mine.itertuples())
+
+
 def table6(current: pd.DataFrame, published: dict) -> pd.DataFrame:
-    """SegNet Table 6 beside the measured peak memory and latency at 360x480, batch 1."""
-    rows = with_model_key(current[(current["status"] == "ok") & (current["resolution"] == "360x480")
-                                  & (current["batch_size"] == 1)], published.get("aliases") or {})
+    """SegNet Table 6 (Caffe, GPU MB) beside the measured rows at 360x480 (``sweep=segnet_table6``):
+    forward latency and inference peak at batch 1, training-step peak at batch 4."""
+    rows = with_model_key(current[(current["status"] == "ok") & (current["resolution"] == "360x480")],
+                          published.get("aliases") or {})
     records = []
     for entry in published.get("segnet_table6") or []:
         mine = rows[rows["model_key"] == entry["model"]] if entry["model"] else rows.iloc[0:0]
-        measured = "; ".join(f"{r.peak_memory_mib:.0f} MiB, {r.latency_ms_median:.1f} ms ({r.device}, "
-                             f"{r.precision})" for r in mine.itertuples())
+        absent = "no rows" if entry["model"] else ""
         records.append({
             "model (SegNet Table 6)": entry["name"], "segbench model": entry["model"] or "",
-            "forward ms": entry["forward_ms"], "inference MB": entry["inference_mb"],
+            "forward ms": entry["forward_ms"],
+            "measured forward, b1": _measured(mine, "latency_ms_median", 1, "ms") or absent,
+            "inference MB": entry["inference_mb"],
+            "measured inference peak, b1": _measured(mine, "peak_memory_mib", 1, "MiB") or absent,
             "training MB (batch 4)": entry["train_mb"],
-            "measured peak, latency at 360x480 b1": measured or ("no rows" if entry["model"] else ""),
+            "measured training peak, b4": _measured(mine, "train_peak_memory_mib", 4, "MiB") or absent,
         })
     return pd.DataFrame.from_records(records)
+
+
+# --- decoder storage (SegNet sec. 3.1, Table 1) ---------------------------------------------
+
+DECODER_COLUMNS = ["decoder_storage_mib", "decoder_storage_paper_mib", "decoder_storage_multiplier",
+                   "decoder_storage_multiplier_pytorch"]
+
+
+def _published_multiplier(published: dict, model: str) -> float | None:
+    """Table 1's storage multiplier for ``model``, where conf/published.yaml records one."""
+    for figure in (published["models"].get(model) or {}).get("memory") or []:
+        if "storage multiplier" in figure["figure"]:
+            return figure["value"]
+    return None
+
+
+def decoder_storage_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
+    """What each model's decoder keeps per image, in both accountings (bench/measure/decoder.py)."""
+    rows = ok_values(current, "decoder_storage_mib", published.get("aliases") or {})
+    keys = ["model_key", "resolution", "precision"]
+    medians = rows.groupby(keys)[DECODER_COLUMNS].median().reset_index()
+    notes = rows.groupby(keys)["decoder_storage_note"].first().reset_index(drop=True)
+    return pd.DataFrame({
+        "model": medians["model_key"], "resolution": medians["resolution"],
+        "precision": medians["precision"],
+        "PyTorch MiB": medians["decoder_storage_mib"].map(lambda v: f"{v:.3f}"),
+        "paper MiB": medians["decoder_storage_paper_mib"].map(lambda v: f"{v:.3f}"),
+        "multiplier, paper": medians["decoder_storage_multiplier"].map(lambda v: f"{v:.2f}"),
+        "multiplier, PyTorch": medians["decoder_storage_multiplier_pytorch"].map(lambda v: f"{v:.2f}"),
+        "published multiplier (SegNet Table 1)": medians["model_key"].map(
+            lambda m: fmt(_published_multiplier(published, m), "{:g}")),
+        "what the decoder keeps": notes,
+    })
+
+
+def int64_note(current: pd.DataFrame, published: dict, subject: str = "segnet_basic",
+               other: str = "fcn_basic") -> str:
+    """What PyTorch's int64 pooling indices do to Table 1's ratio, from the rows of both models at
+    one resolution and precision, or which rows would tell."""
+    rows = ok_values(current, "decoder_storage_mib", published.get("aliases") or {})
+    both = (rows[rows["model_key"].isin([subject, other])]
+            .groupby(["resolution", "precision", "model_key"])[DECODER_COLUMNS].median()
+            .unstack("model_key")
+            .reindex(columns=pd.MultiIndex.from_product([DECODER_COLUMNS, [subject, other]]))
+            .dropna())
+    if both.empty:
+        return (f"PyTorch's int64 pooling indices: needs decoder-storage rows for {subject} and "
+                f"{other} at the same resolution (python -m bench -m model={subject},{other} "
+                f"resolution=360x480).")
+    (resolution, precision), value = both.index[0], both.iloc[0]
+
+    def times(column: str) -> float:
+        return value[(column, other)] / value[(column, subject)]
+
+    return (f"PyTorch's int64 pooling indices ({resolution}, {precision}): SegNet-Basic's decoder "
+            f"storage multiplier is {value[('decoder_storage_multiplier', subject)]:.2f} in the paper's "
+            f"accounting (2 bits per 2x2 window) and "
+            f"{value[('decoder_storage_multiplier_pytorch', subject)]:.2f} as PyTorch stores it "
+            f"(64 bits per window and channel), so FCN-Basic's multiplier goes from "
+            f"{times('decoder_storage_multiplier'):.1f}x SegNet-Basic's to "
+            f"{times('decoder_storage_multiplier_pytorch'):.2f}x. In bytes FCN-Basic keeps "
+            f"{times('decoder_storage_paper_mib'):.2f}x what SegNet-Basic keeps in the paper's "
+            f"accounting (its maps sit at the pooled resolution, a quarter of the pixels Table 1 "
+            f"counts SegNet's indices over) and {times('decoder_storage_mib'):.2f}x as stored.")
+
+
+# --- FC-DenseNet's memory-efficient mode ----------------------------------------------------
+
+FIXED_TRAIN_COLUMNS = ["train_weights_mib", "train_gradients_mib", "train_optimizer_state_mib"]
+
+
+def _memory_efficient(model_kwargs: str) -> bool:
+    return bool(json.loads(model_kwargs).get("memory_efficient", False)) if model_kwargs else False
+
+
+def densenet_memory_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
+    """Training-step peak of the plain model beside the memory-efficient one (``sweep=densenet_memory``),
+    with the ratio against the target and what the saved-for-backward figures say about it."""
+    entry = published.get("fcdensenet_memory_efficient")
+    if not entry:
+        return pd.DataFrame()
+    rows = where(ok_values(current, "train_peak_memory_mib", published.get("aliases") or {}),
+                 entry["where"])
+    rows = rows[rows["model_key"] == entry["model"]]
+    rows = rows.assign(memory_efficient=rows["model_kwargs"].map(_memory_efficient).astype(bool))
+    columns = ["train_peak_memory_mib", "saved_for_backward_mib", *FIXED_TRAIN_COLUMNS]
+    setting = ["device", "precision", "resolution", "batch_size"]
+    plain = rows[~rows["memory_efficient"]].groupby(setting)[columns].median()
+    efficient = rows[rows["memory_efficient"]].groupby(setting)[columns].median()
+    records = []
+    for key in plain.index.intersection(efficient.index):
+        ratio = plain.loc[key, "train_peak_memory_mib"] / efficient.loc[key, "train_peak_memory_mib"]
+        records.append({
+            **dict(zip(setting, key)), "model": entry["model"],
+            "plain train peak MiB": f"{plain.loc[key, 'train_peak_memory_mib']:.0f}",
+            "memory-efficient train peak MiB": f"{efficient.loc[key, 'train_peak_memory_mib']:.0f}",
+            "plain / memory-efficient": f"{ratio:.2f}x",
+            "verdict": (f"at least {entry['target_ratio']:g}x lower" if ratio >= entry["target_ratio"]
+                        else f"below the {entry['target_ratio']:g}x target"),
+            "why": _why(plain.loc[key], efficient.loc[key]),
+        })
+    if not records:
+        return pd.DataFrame([{"model": entry["model"], "verdict": (
+            f"not measured yet: needs training-peak rows with memory_efficient true and false at "
+            f"{entry['where']} ({entry['command']})")}])
+    return pd.DataFrame.from_records(records)
+
+
+def _why(plain: pd.Series, efficient: pd.Series) -> str:
+    """Why the training peak falls by what it does: how much of it checkpointing can reach."""
+    parts = []
+    if pd.notna(plain["saved_for_backward_mib"]) and pd.notna(efficient["saved_for_backward_mib"]):
+        parts.append(f"saved-for-backward falls from {plain['saved_for_backward_mib']:.0f} to "
+                     f"{efficient['saved_for_backward_mib']:.0f} MiB "
+                     f"({plain['saved_for_backward_mib'] / efficient['saved_for_backward_mib']:.2f}x): "
+                     "only the dense layers' concatenation, BN and ReLU outputs are recomputed")
+    fixed = plain[FIXED_TRAIN_COLUMNS].sum(min_count=len(FIXED_TRAIN_COLUMNS))
+    if pd.notna(fixed):
+        parts.append(f"{fixed:.0f} MiB of the peak is weights, gradients and optimizer state, "
+                     "which checkpointing leaves as they are")
+    parts.append("the backward pass still holds one recomputed layer's concatenation and the "
+                 "activation gradients at a time")
+    return "; ".join(parts)
