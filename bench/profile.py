@@ -1,5 +1,5 @@
-"""The profile stage: size, FLOPs, peak memory and latency of one model at one input shape, for
-inference and for one training step."""
+"""The profile stage: size, FLOPs, decoder storage, peak memory and latency of one model at one
+input shape, for inference and for one training step."""
 from __future__ import annotations
 
 import time
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.jobspec import JobSpec
+from bench.measure.decoder import recording_kept, storage_fields
 from bench.measure.flops import forward_flops
 from bench.measure.latency import TimingConfig, measure_latency
 from bench.measure.memory import forward_peak_memory
@@ -32,8 +33,9 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     autocast = torch.autocast(device.type, dtype=spec.autocast_dtype,
                               enabled=spec.autocast_dtype is not None)
 
-    with autocast:
+    with autocast, recording_kept(model) as kept:
         flops, logits = forward_flops(model, inputs)
+    decoder = storage_fields(model, kept)
     expected = (batch_size, num_classes, spec.height, spec.width)
     if tuple(logits.shape) != expected:
         raise RuntimeError(f"{spec.model} returned logits of shape {tuple(logits.shape)}, "
@@ -83,5 +85,6 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
         "throughput_ips": batch_size / (latency.median_ms / 1e3),
         "timer": latency.timer,
         "batch_size_used": batch_size,
+        **decoder,
         **training,
     }

@@ -42,7 +42,9 @@ keeps 11 x 32 / (64 x 2) = 2.75x what SegNet-Basic keeps per layer, not 11x.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -97,12 +99,15 @@ def _kept(name: str, kind: str, module: nn.Module, args: tuple, output) -> Kept:
                 dtype=str(tensor.dtype).removeprefix("torch."))
 
 
-def capture_kept(model: nn.Module, image: torch.Tensor) -> list[Kept] | None:
-    """The tensors ``model``'s decoder keeps in one forward pass of ``image`` (batch 1), in the
-    order they were produced; None when the model declares nothing (see the module docstring)."""
+@contextmanager
+def recording_kept(model: nn.Module) -> Iterator[list[Kept] | None]:
+    """While open, every forward pass of ``model`` appends what its decoder keeps (per image) to
+    the list it yields, in the order produced; yields None when the model declares nothing (see
+    the module docstring). The profile stage records during its FLOP-counting pass."""
     keeps = getattr(model, "decoder_keeps", None)
     if keeps is None:
-        return None
+        yield None
+        return
     modules = dict(model.named_modules())
     for name, kind in keeps.items():
         if name not in modules:
@@ -118,12 +123,10 @@ def capture_kept(model: nn.Module, image: torch.Tensor) -> list[Kept] | None:
 
     handles = [modules[name].register_forward_hook(hook(name, kind)) for name, kind in keeps.items()]
     try:
-        with torch.inference_mode():
-            model(image)
+        yield kept
     finally:
         for handle in handles:
             handle.remove()
-    return kept
 
 
 def storage_figures(kept: list[Kept]) -> dict[str, float]:
@@ -153,13 +156,19 @@ def describe(kept: list[Kept]) -> str:
     return "; ".join(clauses)
 
 
-def decoder_storage(model: nn.Module, inputs: torch.Tensor) -> dict:
-    """ResultRow fields for what ``model``'s decoder keeps, per image (the first of ``inputs``).
-
-    Call it under the job's autocast so the PyTorch accounting sees the dtype the job runs in.
-    """
-    kept = capture_kept(model, inputs[:1])
+def storage_fields(model: nn.Module, kept: list[Kept] | None) -> dict:
+    """ResultRow fields for what ``model``'s decoder kept in one forward pass (``recording_kept``)."""
     if kept is None:
         return {"decoder_storage_note": f"not measured: {type(model).__name__} declares no "
                                         "decoder_keeps (see bench/measure/decoder.py)"}
     return {**storage_figures(kept), "decoder_storage_note": describe(kept)}
+
+
+def decoder_storage(model: nn.Module, inputs: torch.Tensor) -> dict:
+    """ResultRow fields for what ``model``'s decoder keeps, per image, from one forward pass.
+
+    Call it under the job's autocast so the PyTorch accounting sees the dtype the job runs in.
+    """
+    with recording_kept(model) as kept, torch.inference_mode():
+        model(inputs)
+    return storage_fields(model, kept)
