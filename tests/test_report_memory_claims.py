@@ -171,3 +171,11 @@ def test_named_sweeps_produce_the_rows_the_memory_claims_select():
     entry = PUBLISHED["fcdensenet_memory_efficient"]
     assert grid["model"] == [entry["model"]] and sorted(grid["model.memory_efficient"]) == ["false", "true"]
     assert (cfg.resolution, cfg.batch_size) == (entry["where"]["resolution"], entry["where"]["batch_size"])
+
+
+def test_a_claim_whose_tests_disagree_is_mixed_not_the_worst_of_them():
+    from bench.report.published import HOLDS, MIXED, NOT_HOLD, NOT_TESTED, PARTLY, _claim_verdict
+    assert _claim_verdict([HOLDS, NOT_HOLD]) == MIXED
+    assert _claim_verdict([NOT_HOLD, NOT_TESTED]) == NOT_HOLD
+    assert _claim_verdict([HOLDS, NOT_TESTED]) == PARTLY
+    assert _claim_verdict([NOT_TESTED, NOT_TESTED]) == NOT_TESTED

@@ -152,11 +152,15 @@ def _summarise(test: dict, advantages: list[float], held: list[bool]) -> tuple[s
 
 
 def _claim_verdict(verdicts: list[str]) -> str:
+    """A claim's verdict from its tests': tests that disagree make it mixed (the SegNet claim holds
+    in the paper's accounting and not as PyTorch stores indices), not the worst of them."""
     if all(v == NOT_TESTED for v in verdicts):
         return NOT_TESTED
-    for worst in (NOT_HOLD, MIXED):
-        if worst in verdicts:
-            return worst
+    held = any(v in (HOLDS, PARTLY) for v in verdicts)
+    if MIXED in verdicts or (NOT_HOLD in verdicts and held):
+        return MIXED
+    if NOT_HOLD in verdicts:
+        return NOT_HOLD
     return PARTLY if NOT_TESTED in verdicts else HOLDS
 
 
