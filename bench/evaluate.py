@@ -49,17 +49,25 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
                  progress: bool = True) -> dict[str, Any]:
     """The accuracy fields of a result row: train (or load ``checkpoint``), then evaluate.
 
-    With ``checkpoint`` nothing is trained and the training fields are None.
+    With ``checkpoint`` nothing is trained and the training fields are None. Training records a
+    learning curve on ``train.curve_split`` (bench/curve.py).
     """
+    batch_size = int(train_cfg.get("batch_size") or DEFAULT_EVAL_BATCH_SIZE)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
         trained = {"train_steps": None, "train_seconds": None, "epochs": None, "final_loss": None,
                    "checkpoint": str(checkpoint)}
     else:
-        result = train_model(model, dataset_cfg, train_cfg, resolution, device, run_dir, progress=progress)
+        curve_split = train_cfg.get("curve_split") or "val"
+
+        def validate(trained_model: nn.Module) -> dict[str, Any]:
+            return evaluate(trained_model, dataset_cfg, curve_split, resolution, device,
+                            batch_size=batch_size, progress=False)
+
+        result = train_model(model, dataset_cfg, train_cfg, resolution, device, run_dir, progress=progress,
+                             validate=validate)
         trained = {"train_steps": result.steps, "train_seconds": result.seconds, "epochs": result.epochs,
-                   "final_loss": result.final_loss, "checkpoint": result.checkpoint_path}
-    metrics = evaluate(model, dataset_cfg, eval_split, resolution, device,
-                       batch_size=int(train_cfg.get("batch_size") or DEFAULT_EVAL_BATCH_SIZE),
+                   "final_loss": result.final_loss, "checkpoint": result.checkpoint_path, **result.curve}
+    metrics = evaluate(model, dataset_cfg, eval_split, resolution, device, batch_size=batch_size,
                        progress=progress)
     return {**metrics, **trained}

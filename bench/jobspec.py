@@ -86,15 +86,11 @@ class JobSpec:
         return PRECISIONS[self.precision]
 
 
-def job_key(cfg: DictConfig) -> str:
-    """A readable, stable name for the grid point: the same configuration, the same key.
-
-    Only what changes the measurement goes in (not ``force``, ``isolate``, paths of output,
-    timing-loop settings); the hash covers the full model, data set and training settings.
-    """
+def _key(cfg: DictConfig, with_seed: bool) -> str:
     spec = JobSpec.from_config(cfg)
     keyed = {
         "spec": spec.__dict__,
+        "seed": int(cfg.seed) if with_seed else None,
         "dataset": _plain(cfg.dataset),
         "train": _plain(cfg.train) if spec.mode == "accuracy" else None,
         "eval_split": cfg.eval_split if spec.mode != "profile" else None,
@@ -102,5 +98,23 @@ def job_key(cfg: DictConfig) -> str:
     }
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
     flags = "".join(["_cl" if spec.channels_last else "", "_compiled" if spec.compile else ""])
+    seed = f"_s{int(cfg.seed)}" if with_seed else ""
     return (f"{spec.model}_{spec.dataset}_{spec.device}_{spec.height}x{spec.width}_b{spec.batch_size}"
-            f"_{spec.precision}{flags}_{spec.mode}_{digest}")
+            f"_{spec.precision}{flags}_{spec.mode}{seed}_{digest}")
+
+
+def job_key(cfg: DictConfig) -> str:
+    """A readable, stable name for the grid point: the same configuration, the same key.
+
+    Everything that changes a result goes in: the grid axes, the weight-initialisation ``seed``,
+    the full data set config, and for training runs the train config (its own ``seed`` included)
+    and the scored split. Left out: what only decides how a job runs or how finely a quantity is
+    sampled (``force``, ``isolate``, output paths, ``progress``, the timing loop's ``measure``).
+    """
+    return _key(cfg, with_seed=True)
+
+
+def repeat_key(cfg: DictConfig) -> str:
+    """The job key without the weight-initialisation seed: rows that share it are repeats of one
+    configuration, which the report folds into a mean with a confidence interval."""
+    return _key(cfg, with_seed=False)

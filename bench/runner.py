@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import device_name, environment
-from bench.jobspec import ConfigError, JobSpec, job_key
+from bench.jobspec import ConfigError, JobSpec, job_key, repeat_key
 from bench.measure.latency import TimingConfig
 from bench.profile import profile_model
 from bench.schema import ResultRow
@@ -63,7 +63,8 @@ def _base_row(cfg: DictConfig, run_id: str) -> ResultRow:
     """A row holding the job's identity, grid point and environment, before any measurement."""
     spec = JobSpec.from_config(cfg)
     return ResultRow(
-        job_key=job_key(cfg), run_id=run_id, status="ok", started_at=_now(), mode=spec.mode,
+        job_key=job_key(cfg), repeat_key=repeat_key(cfg), seed=int(cfg.seed), run_id=run_id,
+        status="ok", started_at=_now(), mode=spec.mode,
         model=spec.model, model_kwargs=spec.model_kwargs, dataset=spec.dataset,
         num_classes=int(cfg.dataset.num_classes), device=spec.device, height=spec.height,
         width=spec.width, batch_size=spec.batch_size, precision=spec.precision,

@@ -51,6 +51,7 @@ class ResultRow:
     compile: bool = False
     threads: int | None = None
     seed: int | None = None            # weight initialisation (top-level ``seed``); part of the job key
+    repeat_key: str = ""               # the job key without the seed: rows sharing it are repeats
 
     # --- size and compute -------------------------------------------------------------------
     params_total: int | None = None

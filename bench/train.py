@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -29,12 +29,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from bench.curve import CurveRecorder, EvalSchedule, curve_fields
 from bench.data import build_dataset, dataset_info
 from bench.metrics import median_frequency_weights
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 SCHEDULES = ("constant", "poly", "cosine")
+TEST_WEIGHTS = ("final", "best")   # which weights a training run ends with and is scored with
 POLY_POWER = 0.9   # DeepLab's "poly" policy: lr * (1 - progress) ** 0.9
 
 
@@ -55,6 +57,7 @@ class TrainResult:
     loss_history: list[float]     # per step; the segmentor's total loss for adversarial training
     checkpoint_path: str | None
     adversary_loss_history: list[float] = field(default_factory=list)   # adversarial training only
+    curve: dict[str, Any] = field(default_factory=dict)   # ResultRow fields (bench.curve.curve_fields)
 
 
 # ---- budget and schedule -------------------------------------------------------------------
@@ -365,10 +368,17 @@ def _train_loader(dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], 
 
 def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
                 resolution: tuple[int, int], device: torch.device | str, run_dir: str | Path | None,
-                progress: bool = True) -> TrainResult:
+                progress: bool = True,
+                validate: Callable[[nn.Module], Mapping[str, Any]] | None = None) -> TrainResult:
     """Train ``model`` on the train split of ``dataset_cfg`` at ``resolution`` within the budget
     of ``train_cfg``; saves ``run_dir/checkpoint.pt`` unless ``run_dir`` is None or
-    ``train_cfg.save_checkpoint`` is false."""
+    ``train_cfg.save_checkpoint`` is false.
+
+    With ``validate`` (model -> metrics with ``miou`` and ``pixel_accuracy``), a learning curve is
+    recorded: a point at every ``train.eval_every_steps`` / ``eval_every_seconds`` and one at the
+    end, with the validation time kept off the training clock and out of the time budget. With
+    ``train.test_weights=best`` the model ends with (and the checkpoint holds) the weights of the
+    best point instead of the final ones."""
     train_cfg = OmegaConf.create(train_cfg)   # plain dicts too; attribute access below
     device = torch.device(device)
     seed = int(train_cfg.get("seed") or 0)
@@ -388,27 +398,47 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
     else:
         update = SupervisedStep(model, train_cfg, criterion)
 
+    test_weights = train_cfg.get("test_weights") or "final"
+    if test_weights not in TEST_WEIGHTS:
+        raise ValueError(f"train.test_weights must be one of {TEST_WEIGHTS}, got {test_weights!r}")
+    if test_weights == "best" and validate is None:
+        raise ValueError("train.test_weights=best needs validation passes during training")
+    eval_schedule = EvalSchedule.from_config(train_cfg)
+    recorder = CurveRecorder(keep_best=test_weights == "best")
     history: dict[str, list[float]] = {"loss": [], "adversary_loss": []}
     bar = tqdm(total=budget.step_limit, desc=f"train {type(model).__name__}", disable=not progress,
                unit="step")
     # The clock covers the loop (data loading included), not the one-off setup above; each step
     # reads its loss back (check_finite), which also synchronises the GPU before the time check.
     started = time.perf_counter()
+    eval_seconds = 0.0
+
+    def trained_seconds() -> float:
+        return time.perf_counter() - started - eval_seconds
+
     step = 0
     with bar:
         for image, mask in _batches(loader):
-            factor = lr_factor(schedule, budget.progress(step, time.perf_counter() - started))
+            factor = lr_factor(schedule, budget.progress(step, trained_seconds()))
             for optimized in update.optimizers:
                 optimized.set_lr(factor)
             step += 1
             losses = update(image.to(device, non_blocking=True), mask.to(device, non_blocking=True), step)
             for name, value in losses.items():
                 history[name].append(value)
+            recorder.add_loss(losses["loss"])
             bar.update()
             bar.set_postfix(loss=f"{losses['loss']:.4f}")
-            if budget.progress(step, time.perf_counter() - started) >= 1.0:
+            done = budget.progress(step, trained_seconds()) >= 1.0
+            if validate is not None and (eval_schedule.due(step, trained_seconds()) or done):
+                at, eval_started = trained_seconds(), time.perf_counter()
+                recorder.add_point(step, at, validate(model), model)
+                eval_seconds += time.perf_counter() - eval_started
+            if done:
                 break
-    seconds = time.perf_counter() - started
+    seconds = trained_seconds()
+    if recorder.best_state is not None:
+        model.load_state_dict(recorder.best_state)
 
     checkpoint = None
     if run_dir is not None and train_cfg.get("save_checkpoint", True):
@@ -416,4 +446,5 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
                                          dataset=info.name, num_classes=info.num_classes))
     return TrainResult(steps=step, epochs=step / len(loader), seconds=seconds,
                        final_loss=history["loss"][-1], loss_history=history["loss"],
-                       checkpoint_path=checkpoint, adversary_loss_history=history["adversary_loss"])
+                       checkpoint_path=checkpoint, adversary_loss_history=history["adversary_loss"],
+                       curve=curve_fields(recorder, eval_seconds, train_cfg.get("target_miou"), test_weights))

@@ -11,7 +11,8 @@ from bench.report.plots import write_plots
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
     load_published, miou_table, params_table, table6)
-from bench.report.tables import environment_table, failures_table, headline_table, to_markdown
+from bench.report.tables import (
+    accuracy_heading, accuracy_table, environment_table, failures_table, headline_table, to_markdown)
 
 REPORT_DIR = "report"
 
@@ -43,13 +44,14 @@ PUBLISHED_TABLES = ("Parameters", "mIoU", "SegNet Table 6", "Decoder storage",
 
 
 def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], out_dir: Path,
-                   decoder_note: str = "") -> list[Path]:
-    """headline.md, failures.md and published.md (published vs measured, and the claims)."""
+                   decoder_note: str = "", accuracy_heading: str = "Accuracy") -> list[Path]:
+    """headline.md, accuracy.md, failures.md and published.md (published vs measured, claims)."""
     published = "\n".join(f"## {title}\n\n{to_markdown(tables[title])}"
                           + (f"\n{decoder_note}\n" if title == "Decoder storage" else "")
                           for title in PUBLISHED_TABLES)
     texts = {
         "headline.md": f"# Headline\n\n{to_markdown(tables['Headline'])}",
+        "accuracy.md": f"# {accuracy_heading}\n\n{to_markdown(tables['Accuracy'])}",
         "failures.md": f"# Failures\n\n{to_markdown(tables['Failures'])}",
         "published.md": f"# Published vs measured\n\n{published}\n## Claims\n\n{_claims_markdown(claims)}",
     }
@@ -71,6 +73,10 @@ def report_body(everything, current, unreadable, tables, claims, figures, notes,
         _counts_html(everything, current) + html.unreadable_notice(unreadable),
         "<h2>Headline</h2><p>Latency is per batch; throughput in images per second.</p>"
         + html.table_html(tables["Headline"]),
+        f"<h2>{html.esc(accuracy_heading(current))}</h2><p>One line per configuration: its seeds' "
+        "mean ± standard deviation, the 95% t interval of the mean and n; the training budget and "
+        "the steps it gave; the best validation point of each seed and the training time to the "
+        "target mIoU (<code>train.target_miou</code>).</p>" + html.table_html(tables["Accuracy"]),
         "<h2>Failures</h2>" + html.table_html(tables["Failures"]),
         "<h2>Published vs measured</h2><h3>Parameters</h3>" + html.table_html(tables["Parameters"])
         + "<h3>mIoU</h3>" + html.table_html(tables["mIoU"])
@@ -103,6 +109,7 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
     published = load_published()
     tables = {
         "Headline": headline_table(current),
+        "Accuracy": accuracy_table(current),
         "Failures": failures_table(current),
         "Parameters": params_table(current, published),
         "mIoU": miou_table(current, published),
@@ -112,7 +119,7 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
     }
     decoder_note = int64_note(current, published)
     claims = evaluate_claims(current, published)
-    written += write_markdown(tables, claims, out_dir, decoder_note)
+    written += write_markdown(tables, claims, out_dir, decoder_note, accuracy_heading(current))
     figures, notes = write_plots(current, out_dir)
     written += [path for path, _ in figures]
     body = report_body(everything, current, unreadable, tables, claims, figures, notes, decoder_note)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report.repeats import training_budget
 from bench.schema import columns
 from bench.store import ResultStore
 
@@ -47,6 +48,7 @@ def rows_to_frame(rows: list) -> pd.DataFrame:
         "gflops_per_image": frame["flops_per_image"].astype(float) / 1e9,
         "params_m": frame["params_total"].astype(float) / 1e6,
         "miou_pct": frame["miou"].astype(float) * PERCENT,
+        "train_budget": frame["config"].map(training_budget),
     }, index=frame.index)
     derived.loc[height.isna() | width.isna(), "resolution"] = ""
     return pd.concat([frame, derived, iou], axis=1)

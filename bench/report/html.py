@@ -25,6 +25,7 @@ figcaption { color: #555; font-size: 14px; }
 .verdict { font-weight: bold; padding: 1px 6px; border-radius: 3px; }
 .holds { background: #dff3e0; } .does-not-hold { background: #fbe0e0; }
 .mixed, .holds-where-tested { background: #fff4d6; } .not-tested-yet { background: #eee; }
+.inconclusive { background: #e6eef7; }
 code { background: #f3f3f3; padding: 0 3px; }
 """
 

@@ -156,6 +156,32 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict) -> Figure | Non
     return figure
 
 
+def learning_curve_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
+    """Validation mIoU against training seconds (log x), a line per run, a panel per data set and
+    resolution; a model's seeds share its colour."""
+    rows = current[(current["status"] == "ok") & (current["learning_curve"].fillna("") != "")]
+    if rows.empty:
+        return None
+    panels = sorted(rows.groupby(["dataset", "resolution"]).groups)
+    figure, axes = _panels(len(panels))
+    for ax, (dataset, resolution) in zip(axes, panels):
+        mine = rows[(rows["dataset"] == dataset) & (rows["resolution"] == resolution)]
+        for model, runs in mine.groupby("model"):
+            for i, curve in enumerate(runs["learning_curve"]):
+                points = [p for p in json.loads(curve) if p["train_seconds"] > 0]
+                ax.plot([p["train_seconds"] for p in points], [100 * p["miou"] for p in points],
+                        marker="o", markersize=3, linewidth=1.5 if len(runs) == 1 else 1,
+                        color=colors[model], label=model if i == 0 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("training time (s, validation passes excluded)")
+        ax.set_ylabel("validation mIoU (%)")
+        ax.set_title(f"{dataset}, {resolution}")
+        ax.grid(True, which="both", alpha=0.3)
+    figure.suptitle("Learning curves")
+    _legend_outside(figure, axes)
+    return figure
+
+
 def iou_heatmap_figures(current: pd.DataFrame) -> dict[str, Figure]:
     """Per-class IoU (%) of each model, one heatmap per data set (class names differ)."""
     figures = {}
@@ -253,6 +279,8 @@ def write_plots(current: pd.DataFrame, out_dir: Path) -> tuple[list[tuple[Path, 
         ("params_vs_flops.png", params_flops_figure(current, colors), "Parameters against FLOPs (log-log)."),
         ("accuracy_vs_latency.png", accuracy_latency_figure(current, colors),
          "mIoU against latency; the dashed step line is the Pareto front."),
+        ("learning_curves.png", learning_curve_figure(current, colors),
+         "Validation mIoU against training time, one line per run (a model's seeds share a colour)."),
     ]
     figures += [(f"per_class_iou_{name}.png", fig, f"Per-class IoU on {name}.")
                 for name, fig in iou_heatmap_figures(current).items()]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from bench.report.evidence import INCONCLUSIVE, EvidenceBar, combine, compare_setting
 from bench.report.tables import fmt
 
 PUBLISHED_YAML = Path(__file__).resolve().parents[2] / "conf" / "published.yaml"
@@ -102,16 +103,14 @@ def _setting(keys: list[str], values) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(keys, values))
 
 
-def _training_note(rows: pd.DataFrame, same: list[str], key, subject: str, other: str) -> str:
-    """How long each model trained, for accuracy evidence: a few steps decide little."""
-    steps = rows.groupby(same + ["model_key"], dropna=False)["train_steps"].median()
-    key = key if isinstance(key, tuple) else (key,)
-    return (f" (after {steps.get((*key, subject), float('nan')):.0f} and "
-            f"{steps.get((*key, other), float('nan')):.0f} training steps)")
+def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
+                  bar: EvidenceBar = EvidenceBar()) -> TestResult:
+    """Compare ``test['subject']`` with ``test['other']`` in every setting both were measured in.
 
-
-def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> TestResult:
-    """Compare ``test['subject']`` with ``test['other']`` in every setting both were measured in."""
+    Deterministic quantities (parameters, memory) compare one value per model and setting;
+    accuracy (``miou``) is compared over paired seeds and only on sufficient evidence
+    (:mod:`bench.report.evidence`).
+    """
     quantity, subject, other, same = test["quantity"], test["subject"], test["other"], test["same"]
     rows = where(ok_values(current, quantity, aliases), test.get("where"))
     rows = rows[rows["model_key"].isin([subject, other])]
@@ -119,6 +118,8 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) ->
     if missing:
         return TestResult(test, NOT_TESTED,
                           f"{NOT_TESTED}: needs ok rows with {quantity} for {' and '.join(missing)}")
+    if quantity == "miou":
+        return _accuracy_test(rows, test, bar)
     # Median over a model's rows in one setting (they differ only in axes outside `same`).
     table = (rows.groupby(same + ["model_key"], dropna=False)[quantity].median()
              .unstack("model_key").reindex(columns=[subject, other]).dropna())
@@ -131,9 +132,25 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) ->
     evidence = [
         f"{_setting(same, key)}: {subject} {show(quantity, s)} vs {other} {show(quantity, o)}"
         f" → {_show_advantage(test, a)}"
-        f"{_training_note(rows, same, key, subject, other) if quantity == 'miou' else ''}"
         for key, s, o, a in zip(table.index, table[subject], table[other], advantages)]
     return TestResult(test, *_summarise(test, advantages, held), evidence)
+
+
+def _accuracy_test(rows: pd.DataFrame, test: dict, bar: EvidenceBar) -> TestResult:
+    """One paired-over-seeds verdict per setting, combined; inconclusive settings decide nothing."""
+    same = test["same"]
+    settings = [(key, mine) for key, mine in rows.groupby(same, dropna=False)
+                if mine["model_key"].nunique() == 2]
+    if not settings:
+        return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: needs miou rows for {test['subject']} and "
+                                            f"{test['other']} with the same {', '.join(same)}")
+    verdicts = [compare_setting(mine, test["subject"], test["other"], test["threshold"], bar)
+                for _, mine in settings]
+    verdict = combine([v.verdict for v in verdicts], HOLDS, NOT_HOLD, PARTLY, MIXED)
+    evidence = [f"{_setting(same, key)}: {v.text}" for (key, _), v in zip(settings, verdicts)]
+    counts = {v: sum(x.verdict == v for x in verdicts) for v in dict.fromkeys(x.verdict for x in verdicts)}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items()) if len(verdicts) > 1 else verdicts[0].text
+    return TestResult(test, verdict, f"{verdict}: {summary}" if len(verdicts) > 1 else summary, evidence)
 
 
 def _summarise(test: dict, advantages: list[float], held: list[bool]) -> tuple[str, str]:
@@ -153,9 +170,11 @@ def _summarise(test: dict, advantages: list[float], held: list[bool]) -> tuple[s
 
 def _claim_verdict(verdicts: list[str]) -> str:
     """A claim's verdict from its tests': tests that disagree make it mixed (the SegNet claim holds
-    in the paper's accounting and not as PyTorch stores indices), not the worst of them."""
-    if all(v == NOT_TESTED for v in verdicts):
-        return NOT_TESTED
+    in the paper's accounting and not as PyTorch stores indices), not the worst of them; tests
+    that are inconclusive or not run decide nothing."""
+    if all(v in (NOT_TESTED, INCONCLUSIVE) for v in verdicts):
+        return INCONCLUSIVE if INCONCLUSIVE in verdicts else NOT_TESTED
+    verdicts = [NOT_TESTED if v == INCONCLUSIVE else v for v in verdicts]
     held = any(v in (HOLDS, PARTLY) for v in verdicts)
     if MIXED in verdicts or (NOT_HOLD in verdicts and held):
         return MIXED
@@ -182,9 +201,10 @@ def _labelled(result: TestResult) -> TestResult:
 
 def evaluate_claims(current: pd.DataFrame, published: dict) -> list[ClaimResult]:
     aliases = published.get("aliases") or {}
+    bar = EvidenceBar.from_published(published)
     results = []
     for claim in published.get("claims") or []:
-        tests = [_labelled(evaluate_test(current, test, aliases)) for test in claim["tests"]]
+        tests = [_labelled(evaluate_test(current, test, aliases, bar)) for test in claim["tests"]]
         results.append(ClaimResult(claim, _claim_verdict([t.verdict for t in tests]), tests))
     return results
 

@@ -8,6 +8,8 @@ import math
 
 import pandas as pd
 
+from bench.report.repeats import repeat_groups, spread_text
+
 #: The order rows appear in every table.
 SORT_KEYS = ["model", "dataset", "device", "pixels", "batch_size", "precision", "mode"]
 
@@ -41,6 +43,13 @@ def _latency(row) -> str:
     return f"{row.latency_ms_median:.2f} (IQR {row.latency_ms_iqr:.2f})"
 
 
+def _miou_over_seeds(rows: pd.DataFrame) -> pd.Series:
+    """Each row's configuration's mIoU over its seeds (the row's own seed is one of them)."""
+    groups = repeat_groups(rows)
+    texts = {key: spread_text(mine["miou"]) for key, mine in rows.groupby(groups)}
+    return groups.map(lambda key: texts.get(key, ""))
+
+
 def headline_table(current: pd.DataFrame) -> pd.DataFrame:
     """One line per job: size, compute, latency, memory, accuracy and status."""
     rows = _sorted(current)
@@ -60,9 +69,58 @@ def headline_table(current: pd.DataFrame) -> pd.DataFrame:
         "activation MiB": rows["activation_peak_mib"].map(lambda v: fmt(v, "{:.0f}")),
         "train step ms, median": rows["train_latency_ms_median"].map(lambda v: fmt(v, "{:.1f}")),
         "train peak MiB": rows["train_peak_memory_mib"].map(lambda v: fmt(v, "{:.0f}")),
-        "mIoU (%)": rows["miou_pct"].map(lambda v: fmt(v, "{:.1f}")),
+        "mIoU (%), over seeds": _miou_over_seeds(rows),
         "status": rows["status"],
     }).reset_index(drop=True)
+
+
+def _time_to_target(mine: pd.DataFrame) -> str:
+    """E.g. "40% mIoU: 3 of 3 seeds, 4.2 s (mean)" or "40% mIoU: not reached in 15 s"."""
+    targets = mine["target_miou"].dropna()
+    if targets.empty:
+        return ""
+    reached = mine["time_to_target_seconds"].dropna()
+    head = f"{targets.iloc[0] * 100:g}% mIoU: "
+    if reached.empty:
+        return head + f"not reached in {mine['train_seconds'].max():.0f} s"
+    return head + f"{len(reached)} of {len(mine)} seeds, {reached.mean():.1f} s (mean)"
+
+
+def accuracy_table(current: pd.DataFrame) -> pd.DataFrame:
+    """One line per configuration: mIoU and pixel accuracy over its seeds (mean ± std, t interval,
+    n), the training it had, the best validation point and the time to the target mIoU."""
+    rows = current[(current["status"] == "ok") & current["miou"].notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    records = []
+    for _, mine in _sorted(rows).groupby(repeat_groups(rows), sort=False):
+        first = mine.iloc[0]
+        records.append({
+            "model": first["model"], "dataset": first["dataset"], "split": first["split"],
+            "device": first["device"], "resolution": first["resolution"],
+            "training budget": first["train_budget"],
+            "seeds": ", ".join(str(int(s)) for s in sorted(mine["seed"].dropna())),
+            "training steps (mean)": fmt(mine["train_steps"].mean(), "{:.0f}"),
+            "mIoU (%)": spread_text(mine["miou"]),
+            "pixel accuracy (%)": spread_text(mine["pixel_accuracy"]),
+            "best val mIoU (%), at s": "; ".join(
+                f"{b * 100:.1f} at {t:.1f}" for b, t in zip(mine["best_val_miou"], mine["best_val_seconds"])
+                if pd.notna(b) and pd.notna(t)),
+            "time to target": _time_to_target(mine),
+        })
+    return pd.DataFrame.from_records(records)
+
+
+def accuracy_heading(current: pd.DataFrame) -> str:
+    """"Accuracy after 15 seconds of CPU training" when every accuracy row had that one time
+    budget on one device; "Accuracy" otherwise."""
+    rows = current[(current["status"] == "ok") & current["miou"].notna()]
+    budgets, devices = set(rows["train_budget"]), set(rows["device"])
+    if len(budgets) == 1 and len(devices) == 1:
+        budget = next(iter(budgets))
+        if budget.endswith(" s") and " or " not in budget:
+            return f"Accuracy after {budget[:-2]} seconds of {next(iter(devices)).upper()} training"
+    return "Accuracy"
 
 
 def failures_table(current: pd.DataFrame) -> pd.DataFrame:
