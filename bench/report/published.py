@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from bench.report.evidence import INCONCLUSIVE, EvidenceBar, combine, compare_setting
+from bench.report.repeats import repeat_groups, spread_text
 from bench.report.tables import fmt
 
 PUBLISHED_YAML = Path(__file__).resolve().parents[2] / "conf" / "published.yaml"
@@ -238,9 +239,11 @@ def params_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
 
 
 def _measured_miou(rows: pd.DataFrame, dataset: str) -> str:
-    matching = rows[rows["dataset"].map(lambda d: dataset_matches(d, dataset))]
-    return "; ".join(f"{r.miou_pct:.1f} ({r.dataset} {r.split}, {r.resolution})"
-                     for r in matching.itertuples())
+    """Each matching configuration's mIoU over its seeds (mean, interval, n) and its setting."""
+    matching = rows[rows["dataset"].map(lambda d: dataset_matches(d, dataset)).astype(bool)]
+    return "; ".join(f"{spread_text(mine['miou'])} ({mine.iloc[0]['dataset']} {mine.iloc[0]['split']}, "
+                     f"{mine.iloc[0]['resolution']})"
+                     for _, mine in matching.groupby(repeat_groups(matching), sort=False))
 
 
 def miou_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
