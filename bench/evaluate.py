@@ -57,17 +57,22 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
         load_checkpoint(model, checkpoint)
         trained = {"train_steps": None, "train_seconds": None, "epochs": None, "final_loss": None,
                    "checkpoint": str(checkpoint)}
+        final = None
     else:
         curve_split = train_cfg.get("curve_split") or "val"
+        scored: list[dict[str, Any]] = []
 
         def validate(trained_model: nn.Module) -> dict[str, Any]:
-            return evaluate(trained_model, dataset_cfg, curve_split, resolution, device,
-                            batch_size=batch_size, progress=False)
+            scored.append(evaluate(trained_model, dataset_cfg, curve_split, resolution, device,
+                                   batch_size=batch_size, progress=False))
+            return scored[-1]
 
         result = train_model(model, dataset_cfg, train_cfg, resolution, device, run_dir, progress=progress,
                              validate=validate)
         trained = {"train_steps": result.steps, "train_seconds": result.seconds, "epochs": result.epochs,
                    "final_loss": result.final_loss, "checkpoint": result.checkpoint_path, **result.curve}
-    metrics = evaluate(model, dataset_cfg, eval_split, resolution, device, batch_size=batch_size,
-                       progress=progress)
+        # The curve's last point scored the final weights on the same split: no second pass.
+        final = scored[-1] if curve_split == eval_split and result.curve["test_weights"] == "final" else None
+    metrics = final or evaluate(model, dataset_cfg, eval_split, resolution, device, batch_size=batch_size,
+                                progress=progress)
     return {**metrics, **trained}

@@ -97,3 +97,38 @@ def test_cuda_pass_peak_reads_the_allocator_around_the_pass_alone(fake_cuda, mon
     reading = memory.pass_peak(step, CUDA, lead_in=lambda: fake_cuda.log.append("lead-in"))
     assert reading.peak_bytes == 7 * MIB and reading.counter == memory.CUDA_COUNTER
     assert fake_cuda.log == ["synchronize", "reset", "step", "synchronize"]
+
+
+def test_cuda_training_step_reads_the_allocator_after_gradients_and_state_exist(fake_cuda, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from bench.measure.training import measure_training_step
+    allocator = {"allocated": 0, "peak": 0}
+
+    def reset_peak(device=None):
+        fake_cuda.log.append("reset")
+        allocator["peak"] = allocator["allocated"]
+
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset_peak)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: allocator["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: allocator["peak"])
+
+    class Net(nn.Conv2d):
+        def forward(self, x):
+            fake_cuda.tick()
+            # Gradients and Adam's state exist from the second step on: the measured step rises 3 MiB.
+            allocator["peak"] = allocator["allocated"] + 3 * MIB
+            return super().forward(x)
+
+    net = Net(3, 2, 1)
+    image, mask = torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)
+    cfg = OmegaConf.load("conf/train/default.yaml")
+    fields = measure_training_step(net, cfg, (image, mask), 2, 255, CUDA,
+                                   latency.TimingConfig(warmup_iters=4, min_run_time=0.0, min_iters=3))
+    # One step, then the measured one between the allocator's reset and read, then 4 - 2 more
+    # warm-up steps, a synchronisation, 3 timed steps (one event pair each) and the last one;
+    # then the forward pass whose saved tensors are counted.
+    assert fake_cuda.log[:5] == ["call", "synchronize", "reset", "call", "synchronize"]
+    assert fake_cuda.log[5:] == ["call"] * 2 + ["synchronize"] + ["call"] * 3 + ["synchronize", "call"]
+    assert fields["train_activation_peak_mib"] == 3 and fields["train_memory_counter"] == memory.CUDA_COUNTER
+    assert fields["train_gradients_mib"] * MIB == (3 * 2 + 2) * 4 and fields["train_warmup_iters"] == 4

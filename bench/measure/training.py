@@ -10,18 +10,20 @@ weights (no drift, no divergence on random labels), and a step costs the same at
 
 Three readings, in this order:
 
-* latency: ``measure_latency``'s loop (warm-up, synchronisation, median/IQR/p90); the warm-up
-  steps also create the optimizer state;
-* peak memory of one more step, from the allocator (``bench.measure.memory.pass_peak``; on CPU
-  the step before it is profiled too, so the frees of its gradients are seen), above what exists
-  between steps: weights, the previous step's gradients, the optimizer state and the batch; those
-  are reported on their own and the peak is their sum plus that rise;
+* peak memory of a step, from the allocator (``bench.measure.memory.pass_peak``), after one step
+  has made the gradients and the optimizer state (on CPU the step before the measured one is
+  profiled too, so the frees of its gradients are seen), above what exists between steps: weights, the previous step's gradients, the
+  optimizer state and the batch; those are reported on their own and the peak is their sum plus
+  that rise;
+* latency: ``measure_latency``'s loop (synchronisation, median/IQR/p90); the steps of the memory
+  pass count towards its warm-up (they create the optimizer state and warm the caches);
 * the bytes autograd saves for backward in one forward pass plus the loss
   (``torch.autograd.graph.saved_tensors_hooks``), each storage once, the model's parameters and
   buffers left out (they exist whether or not autograd keeps them).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 import torch
@@ -98,13 +100,17 @@ def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch:
     def step() -> None:
         update(image, mask, 0)
 
-    latency = measure_latency(step, device, timing, progress=progress)
     parameters = list(model.parameters())
+    step()   # from here on the gradients and the optimizer state exist between steps
     weights = tensor_bytes([*parameters, *model.buffers()])
     gradients = tensor_bytes(p.grad for p in parameters if p.grad is not None)
     optimizer_state = _state_bytes(optimizers)
     inputs = tensor_bytes([image, mask])
     memory = pass_peak(step, device, lead_in=step)
+    # The steps of the memory pass count towards the timing loop's warm-up.
+    passed = 3 if device.type == "cpu" else 2   # the CPU pass profiles a lead-in step too
+    latency = measure_latency(step, device, replace(timing, warmup_iters=max(0, timing.warmup_iters - passed)),
+                              progress=progress)
     saved = saved_for_backward_bytes(lambda: criterion(model(image), mask),
                                      exclude=[*parameters, *model.buffers()])
     for optimizer in optimizers:
@@ -118,7 +124,7 @@ def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch:
         "train_latency_ms_p90": latency.p90_ms,
         "train_latency_ms_mean": latency.mean_ms,
         "train_latency_iters": latency.iters,
-        "train_warmup_iters": latency.warmup_iters,
+        "train_warmup_iters": latency.warmup_iters + passed,
         "train_throughput_ips": batch_size / (latency.median_ms / 1e3),
         "train_peak_memory_mib": (weights + gradients + optimizer_state + inputs + memory.peak_bytes) / MIB,
         "train_weights_mib": weights / MIB,
