@@ -61,10 +61,16 @@ def repeat_groups(rows: pd.DataFrame) -> pd.Series:
     return keys
 
 
+#: The training budget's limits (conf/train/default.yaml) and their units.
+LIMIT_UNITS = {"max_seconds": "s", "max_steps": "steps", "max_epochs": "epochs"}
+
+
+def train_limits(config: str) -> tuple[tuple[str, float], ...]:
+    """The training limits a row's config set, e.g. (("max_seconds", 15),); () without training."""
+    train = json.loads(config).get("train", {}) if config else {}
+    return tuple((key, train[key]) for key in LIMIT_UNITS if isinstance(train.get(key), (int, float)))
+
+
 def training_budget(config: str) -> str:
     """The training budget a row's config set, e.g. "15 s" or "200 steps"; '' without training."""
-    train = json.loads(config).get("train", {}) if config else {}
-    parts = [f"{train[key]:g} {unit}" for key, unit in
-             (("max_seconds", "s"), ("max_steps", "steps"), ("max_epochs", "epochs"))
-             if isinstance(train.get(key), (int, float))]
-    return " or ".join(parts)
+    return " or ".join(f"{value:g} {LIMIT_UNITS[key]}" for key, value in train_limits(config))

@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from bench.report.repeats import repeat_groups, spread_text
+from bench.report.repeats import repeat_groups, spread_text, train_limits
 
 #: The order rows appear in every table.
 SORT_KEYS = ["model", "dataset", "device", "pixels", "batch_size", "precision", "mode"]
@@ -115,11 +115,11 @@ def accuracy_heading(current: pd.DataFrame) -> str:
     """"Accuracy after 15 seconds of CPU training" when every accuracy row had that one time
     budget on one device; "Accuracy" otherwise."""
     rows = current[(current["status"] == "ok") & current["miou"].notna()]
-    budgets, devices = set(rows["train_budget"]), set(rows["device"])
+    budgets, devices = set(rows["config"].map(train_limits)), set(rows["device"])
     if len(budgets) == 1 and len(devices) == 1:
-        budget = next(iter(budgets))
-        if budget.endswith(" s") and " or " not in budget:
-            return f"Accuracy after {budget[:-2]} seconds of {next(iter(devices)).upper()} training"
+        [limits], [device] = budgets, devices
+        if len(limits) == 1 and limits[0][0] == "max_seconds":
+            return f"Accuracy after {limits[0][1]:g} seconds of {device.upper()} training"
     return "Accuracy"
 
 
