@@ -1,7 +1,9 @@
 """Scoring a model on a split, and the accuracy stage of a job (train or load, then score).
 
 One confusion matrix is accumulated over the whole split and the metrics are computed from it
-once (see :mod:`bench.metrics` for the conventions, e.g. classes absent from a split).
+once (see :mod:`bench.metrics` for the conventions, e.g. classes absent from a split). Label maps
+are scored at their own size: the model runs at the job's resolution and its logits are
+upsampled (bilinear) to each label map's size where they differ.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -20,27 +23,49 @@ from bench.train import load_checkpoint, train_model
 DEFAULT_EVAL_BATCH_SIZE = 4
 
 
+def _images_and_masks(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Collate: images stacked (one size, the job's), masks kept apart (each its own size)."""
+    return torch.stack([image for image, _ in batch]), [mask for _, mask in batch]
+
+
+def predict_at(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Class map at ``size`` from C x h x w logits: bilinear upsampling first when the sizes differ
+    (a label map larger than the model's input is scored at its own size, as the papers score)."""
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits.unsqueeze(0), size=size, mode="bilinear", align_corners=False)[0]
+    return logits.argmax(dim=0)
+
+
 def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resolution: tuple[int, int],
              device: torch.device | str, batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
              progress: bool = True) -> dict[str, Any]:
-    """Metrics of ``model`` (in eval mode) on ``split`` at ``resolution``, plus ``split``.
+    """Metrics of ``model`` (in eval mode) on ``split``, plus ``split`` and the evaluation size.
 
-    The model's train/eval mode is restored afterwards.
+    The model runs at ``resolution``; each label map is scored at its own size (real data sets
+    keep theirs, see ``build_dataset``), its logits upsampled to it. ``eval_height`` and
+    ``eval_width`` are that size, or None when the split's label maps differ in size (VOC). The
+    model's train/eval mode is restored afterwards.
     """
     device = torch.device(device)
     info = dataset_info(dataset_cfg)
-    loader = DataLoader(build_dataset(dataset_cfg, split, resolution, train=False), batch_size=batch_size)
+    loader = DataLoader(build_dataset(dataset_cfg, split, resolution, train=False), batch_size=batch_size,
+                        collate_fn=_images_and_masks)
     confmat = torch.zeros(info.num_classes, info.num_classes, dtype=torch.int64, device=device)
+    sizes: set[tuple[int, int]] = set()
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for image, mask in tqdm(loader, desc=f"eval {split}", disable=not progress, unit="batch"):
-                pred = model(image.to(device)).argmax(dim=1)
-                confmat += confusion_matrix(pred, mask.to(device), info.num_classes, info.ignore_index)
+            for images, masks in tqdm(loader, desc=f"eval {split}", disable=not progress, unit="batch"):
+                for logits, mask in zip(model(images.to(device)), masks):
+                    sizes.add(tuple(mask.shape))
+                    pred = predict_at(logits, tuple(mask.shape))
+                    confmat += confusion_matrix(pred, mask.to(device), info.num_classes, info.ignore_index)
     finally:
         model.train(was_training)
-    return {"split": split, **segmentation_metrics(confmat, info.class_names)}
+    (height, width), = sizes if len(sizes) == 1 else [(None, None)]
+    return {"split": split, "eval_height": height, "eval_width": width,
+            **segmentation_metrics(confmat, info.class_names)}
 
 
 def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],

@@ -41,10 +41,15 @@ class DatasetSpec:
     ``build(cfg, split, resolution, transform)`` returns a Dataset of (image, mask) pairs with
     ``transform(image_uint8, mask_int64)`` applied; ``resolution`` is only used by data sets that
     generate their images (file-based ones leave resizing to ``transform``).
+
+    ``native_labels``: the label maps have a size of their own (files on disk), at which the
+    papers score them; evaluation then keeps them at that size (the image is still resized to the
+    job's resolution, see ``bench.evaluate``). False for data generated at the job's resolution.
     """
 
     info: Callable[[Mapping[str, Any]], DatasetInfo]
     build: Callable[..., Dataset]
+    native_labels: bool = True
 
 
 def bit_palette(num_classes: int) -> list[RGB]:

@@ -56,12 +56,15 @@ def build_dataset(cfg: Mapping[str, Any], split: str = "train", resolution=(128,
     """The ``split`` of the data set ``cfg`` describes, yielding (image, mask) at ``resolution``.
 
     image: float32 3 x H x W, ImageNet-normalised; mask: int64 H x W, values in
-    [0, num_classes) or ``ignore_index``. ``train=True`` adds random scale/crop/flip.
+    [0, num_classes) or ``ignore_index``. ``train=True`` adds random scale/crop/flip. Without it,
+    a data set whose labels have a size of their own (``DatasetSpec.native_labels``) keeps the
+    mask at that size, as the papers score them.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     spec = _spec(cfg)
     info = spec.info(cfg)
     resolution = parse_resolution(resolution)
-    transform = SegmentationTransform(resolution, train=train, ignore_index=info.ignore_index)
+    transform = SegmentationTransform(resolution, train=train, ignore_index=info.ignore_index,
+                                      resize_mask=train or not spec.native_labels)
     return spec.build(cfg, split=split, resolution=resolution, transform=transform)

@@ -559,4 +559,4 @@ def build_synthetic(cfg: Mapping[str, Any], split: str, resolution, transform) -
     return SyntheticStreetScenes(int(sizes[split]), int(cfg.get("seed") or 0), split, resolution, transform)
 
 
-SPEC = DatasetSpec(info=synthetic_info, build=build_synthetic)
+SPEC = DatasetSpec(info=synthetic_info, build=build_synthetic, native_labels=False)  # made at the job's size

@@ -1,7 +1,8 @@
 """Joint image + mask transforms (torchvision transforms v2 with tv_tensors).
 
 Eval: resize to the requested resolution (bilinear, antialiased, for images; nearest for masks,
-which v2 picks for ``tv_tensors.Mask``), then ImageNet normalisation. Train adds, after the
+which v2 picks for ``tv_tensors.Mask``, unless ``resize_mask=False`` keeps the mask at its own
+size for scoring there), then ImageNet normalisation. Train adds, after the
 resize, a random scale jitter, a random crop back to the resolution (padding when the jittered
 image is smaller) and a horizontal flip; v2 applies the same random draw to image and mask.
 """
@@ -23,9 +24,12 @@ class SegmentationTransform:
     """Callable ``(uint8 image 3xHxW, int64 mask HxW) -> (float32 image 3xhxw, int64 mask hxw)``."""
 
     def __init__(self, resolution: tuple[int, int], train: bool, ignore_index: int,
-                 scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE):
+                 scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE, resize_mask: bool = True):
+        if train and not resize_mask:
+            raise ValueError("training crops and flips image and mask together: resize_mask must be true")
         self.resolution = tuple(int(side) for side in resolution)
         self.train = train
+        self.resize_mask = resize_mask
         steps = [v2.Resize(self.resolution, antialias=True)]
         if train:
             steps += [
@@ -41,6 +45,8 @@ class SegmentationTransform:
         self.pipeline = v2.Compose(steps)
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.resize_mask:   # evaluation at the labels' own size: no random step to share
+            return self.pipeline(tv_tensors.Image(image)).as_subclass(torch.Tensor), mask
         image, mask = self.pipeline(tv_tensors.Image(image), tv_tensors.Mask(mask))
         # Plain tensors out: tv_tensor subclasses would leak into the model and collate code.
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)

@@ -98,6 +98,8 @@ def accuracy_table(current: pd.DataFrame) -> pd.DataFrame:
         records.append({
             "model": first["model"], "dataset": first["dataset"], "split": first["split"],
             "device": first["device"], "resolution": first["resolution"],
+            "scored at": (f"{first['eval_height']:.0f}x{first['eval_width']:.0f}" if pd.notna(first["eval_height"])
+                          else "each label map's own size"),
             "training budget": first["train_budget"],
             "seeds": ", ".join(str(int(s)) for s in sorted(mine["seed"].dropna())),
             "training steps (mean)": fmt(mine["train_steps"].mean(), "{:.0f}"),
