@@ -301,7 +301,8 @@ def is_adversarial(model: nn.Module, train_cfg: Mapping[str, Any]) -> bool:
     config_has = train_cfg.get("adversarial") is not None
     if model_has and not config_has:
         raise ValueError(f"{type(model).__name__} has an adversary: train it with train=adversarial "
-                         f"(the train config needs an `adversarial` section)")
+                         f"(the train config needs an `adversarial` section; a profile job trains one "
+                         f"step too, which measure.train_step=false leaves out)")
     if config_has and not model_has:
         raise ValueError(f"train=adversarial needs a model with .segmentor and .adversary "
                          f"(model=adversarial), got {type(model).__name__}")

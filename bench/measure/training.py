@@ -70,9 +70,6 @@ def training_update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: n
             ignore_index: int) -> SupervisedStep | AdversarialStep:
     """The training loop's update at learning rate 0 (see the module docstring)."""
     frozen = OmegaConf.merge(train_cfg, {"lr": 0.0})
-    if hasattr(model, "adversary") and frozen.get("adversarial") is None:
-        raise ValueError(f"{type(model).__name__} trains with its adversary: its training step needs "
-                         f"train=adversarial; add it, or measure.train_step=false to profile inference only")
     if is_adversarial(model, frozen):
         frozen.adversarial.adversary_lr = 0.0
         return AdversarialStep(model, frozen, criterion, num_classes, ignore_index)
