@@ -148,7 +148,8 @@ def _accuracy_test(rows: pd.DataFrame, test: dict, bar: EvidenceBar) -> TestResu
     verdicts = [compare_setting(mine, test["subject"], test["other"], test["threshold"], bar)
                 for _, mine in settings]
     verdict = combine([v.verdict for v in verdicts], HOLDS, NOT_HOLD, PARTLY, MIXED)
-    evidence = [f"{_setting(same, key)}: {v.text}" for (key, _), v in zip(settings, verdicts)]
+    evidence = ([f"{_setting(same, key)}: {v.text}" for (key, _), v in zip(settings, verdicts)]
+                if len(verdicts) > 1 else [f"compared at {_setting(same, settings[0][0])}"])
     counts = {v: sum(x.verdict == v for x in verdicts) for v in dict.fromkeys(x.verdict for x in verdicts)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items()) if len(verdicts) > 1 else verdicts[0].text
     return TestResult(test, verdict, f"{verdict}: {summary}" if len(verdicts) > 1 else summary, evidence)
