@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --editable '.[dev]'
 	touch $(STAMP)
 
-# Both grids run even if a job fails; the report is written either way; the exit code says
+# Every grid runs even if a job fails; the report is written either way; the exit code says
 # whether every job succeeded.
 bench: setup
 	status=0; \
 	$(PY) -m bench sweep=default $(ARGS) || status=1; \
+	$(PY) -m bench sweep=seeds $(ARGS) || status=1; \
 	$(PY) -m bench sweep=adversarial $(ARGS) || status=1; \
 	$(PY) -m bench sweep=resolutions $(ARGS) || status=1; \
 	$(PY) -m bench.report || status=1; \
