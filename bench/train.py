@@ -309,6 +309,14 @@ def is_adversarial(model: nn.Module, train_cfg: Mapping[str, Any]) -> bool:
     return model_has
 
 
+def make_update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module, num_classes: int,
+                ignore_index: int) -> SupervisedStep | AdversarialStep:
+    """The update ``model`` trains with: Luc et al.'s alternating one when it has an adversary."""
+    if is_adversarial(model, train_cfg):
+        return AdversarialStep(model, train_cfg, criterion, num_classes, ignore_index)
+    return SupervisedStep(model, train_cfg, criterion)
+
+
 # ---- checkpoints ---------------------------------------------------------------------------
 
 def save_checkpoint(model: nn.Module, path: str | Path, **metadata: str | int | float) -> Path:
@@ -394,10 +402,7 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
     criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
                                     ignore_index=info.ignore_index)
     model.to(device).train()
-    if is_adversarial(model, train_cfg):
-        update = AdversarialStep(model, train_cfg, criterion, info.num_classes, info.ignore_index)
-    else:
-        update = SupervisedStep(model, train_cfg, criterion)
+    update = make_update(model, train_cfg, criterion, info.num_classes, info.ignore_index)
 
     test_weights = train_cfg.get("test_weights") or "final"
     if test_weights not in TEST_WEIGHTS:

@@ -33,7 +33,7 @@ from torch import nn
 from bench.measure.latency import TimingConfig, measure_latency
 from bench.measure.memory import pass_peak, tensor_bytes
 from bench.measure.size import MIB
-from bench.train import AdversarialStep, SupervisedStep, is_adversarial
+from bench.train import AdversarialStep, SupervisedStep, make_update
 
 #: Fraction of the label map's rows marked ``ignore_index`` (a band at the bottom).
 IGNORED_ROWS = 0.1
@@ -67,13 +67,12 @@ def saved_for_backward_bytes(forward: Callable[[], torch.Tensor], exclude: list[
 
 
 def training_update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module, num_classes: int,
-            ignore_index: int) -> SupervisedStep | AdversarialStep:
+                    ignore_index: int) -> SupervisedStep | AdversarialStep:
     """The training loop's update at learning rate 0 (see the module docstring)."""
-    frozen = OmegaConf.merge(train_cfg, {"lr": 0.0})
-    if is_adversarial(model, frozen):
-        frozen.adversarial.adversary_lr = 0.0
-        return AdversarialStep(model, frozen, criterion, num_classes, ignore_index)
-    return SupervisedStep(model, frozen, criterion)
+    zero = {"lr": 0.0}
+    if train_cfg.get("adversarial") is not None:
+        zero["adversarial"] = {"adversary_lr": 0.0}
+    return make_update(model, OmegaConf.merge(train_cfg, zero), criterion, num_classes, ignore_index)
 
 
 def _state_bytes(optimizers: list[torch.optim.Optimizer]) -> int:
