@@ -20,7 +20,6 @@ $(STAMP): pyproject.toml
 bench: setup
 	status=0; \
 	$(PY) -m bench sweep=default $(ARGS) || status=1; \
-	$(PY) -m bench sweep=seeds $(ARGS) || status=1; \
 	$(PY) -m bench sweep=adversarial $(ARGS) || status=1; \
 	$(PY) -m bench sweep=resolutions $(ARGS) || status=1; \
 	$(PY) -m bench.report || status=1; \

@@ -11,8 +11,8 @@ weights (no drift, no divergence on random labels), and a step costs the same at
 Three readings, in this order:
 
 * peak memory of a step, from the allocator (``bench.measure.memory.pass_peak``), after one step
-  has made the gradients and the optimizer state (on CPU the step before the measured one is
-  profiled too, so the frees of its gradients are seen), above what exists between steps: weights, the previous step's gradients, the
+  has made the gradients and the optimizer state (on CPU that step is the profiled lead-in, so
+  the frees of its gradients are seen), above what exists between steps: weights, the previous step's gradients, the
   optimizer state and the batch; those are reported on their own and the peak is their sum plus
   that rise;
 * latency: ``measure_latency``'s loop (synchronisation, median/IQR/p90); the steps of the memory
@@ -96,15 +96,15 @@ def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch:
     def step() -> None:
         update(image, mask, 0)
 
+    if device.type != "cpu":
+        step()   # gradients and optimizer state exist before the measured step (on CPU: the lead-in)
+    memory = pass_peak(step, device, lead_in=step)
+    passed = 2   # the memory pass's steps count towards the timing loop's warm-up
     parameters = list(model.parameters())
-    step()   # from here on the gradients and the optimizer state exist between steps
     weights = tensor_bytes([*parameters, *model.buffers()])
     gradients = tensor_bytes(p.grad for p in parameters if p.grad is not None)
     optimizer_state = _state_bytes(optimizers)
     inputs = tensor_bytes([image, mask])
-    memory = pass_peak(step, device, lead_in=step)
-    # The steps of the memory pass count towards the timing loop's warm-up.
-    passed = 3 if device.type == "cpu" else 2   # the CPU pass profiles a lead-in step too
     latency = measure_latency(step, device, replace(timing, warmup_iters=max(0, timing.warmup_iters - passed)),
                               progress=progress)
     saved = saved_for_backward_bytes(lambda: criterion(model(image), mask),
