@@ -61,7 +61,8 @@ class CurveRecorder:
     def add_point(self, step: int, seconds: float, metrics: Mapping[str, Any], model: nn.Module) -> None:
         loss = sum(self._losses) / len(self._losses) if self._losses else float("nan")
         self._losses = []
-        improved = best_point(self.points) is None or metrics["miou"] > best_point(self.points)["miou"]
+        previous_best = best_point(self.points)
+        improved = previous_best is None or metrics["miou"] > previous_best["miou"]
         self.points.append({"step": step, "train_seconds": seconds, "miou": float(metrics["miou"]),
                             "pixel_accuracy": float(metrics["pixel_accuracy"]), "loss": loss})
         if self.keep_best and improved:
@@ -70,8 +71,8 @@ class CurveRecorder:
 
 def best_point(curve: list[dict[str, float]]) -> dict[str, float] | None:
     """The point with the highest validation mIoU (the earliest on a tie); None for no points."""
-    scored = [p for p in curve if p.get("miou") is not None and p["miou"] == p["miou"]]
-    return max(scored, key=lambda p: p["miou"], default=None) if scored else None
+    scored = [p for p in curve if p.get("miou") is not None and p["miou"] == p["miou"]]  # not NaN
+    return max(scored, key=lambda p: p["miou"], default=None)
 
 
 def time_to_target(curve: list[dict[str, float]], target: float | None) -> float | None:

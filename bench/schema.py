@@ -87,7 +87,7 @@ class ResultRow:
     train_latency_iters: int | None = None
     train_warmup_iters: int | None = None
     train_throughput_ips: float | None = None      # images per second = batch size / median step
-    train_peak_memory_mib: float | None = None     # weights + gradients + optimizer state + activations
+    train_peak_memory_mib: float | None = None     # weights + gradients + optimizer state + batch + activations
     train_weights_mib: float | None = None
     train_gradients_mib: float | None = None
     train_optimizer_state_mib: float | None = None

@@ -40,6 +40,7 @@ CUDA_COUNTER = "torch.cuda.max_memory_allocated (caching allocator)"
 MEASURED_WINDOW = "segbench: measured pass"
 TENSOR_COUNTER = "tensor storages returned by operators during the pass (TorchDispatchMode)"
 
+
 class TensorMemoryTracker(TorchDispatchMode):
     """Tracks the bytes of live tensor storages created under it; ``peak_bytes`` is the maximum.
 

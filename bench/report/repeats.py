@@ -57,8 +57,7 @@ def spread_text(values: Iterable[float], scale: float = 100.0) -> str:
 
 def repeat_groups(rows: pd.DataFrame) -> pd.Series:
     """The repeat group of each row: its ``repeat_key``, or its ``job_key`` where that is empty."""
-    keys = rows["repeat_key"].where(rows["repeat_key"].fillna("") != "", rows["job_key"])
-    return keys
+    return rows["repeat_key"].where(rows["repeat_key"].fillna("") != "", rows["job_key"])
 
 
 #: The training budget's limits (conf/train/default.yaml) and their units.
