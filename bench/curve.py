@@ -2,11 +2,11 @@
 
 A curve is a list of points, one per validation pass, in training order::
 
-    {"step": 120, "train_seconds": 7.5, "miou": 0.31, "pixel_accuracy": 0.74, "loss": 1.02}
+    {"step": 120, "train_seconds": 7.5, "miou": 0.31, "pixel_accuracy": 0.74, "loss": 1.02, "lr": 0.001}
 
 ``train_seconds`` is training time only (the validation passes are off the clock), ``miou`` and
 ``pixel_accuracy`` are fractions, ``loss`` is the mean training loss over the steps since the
-previous point. The functions below read a curve and nothing else, so the report can apply them
+previous point, ``lr`` the base learning rate of the step before the point (after the schedule). The functions below read a curve and nothing else, so the report can apply them
 to stored rows.
 """
 from __future__ import annotations
@@ -18,11 +18,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from bench.checkpoint import cpu_state
+
 
 @dataclass
 class EvalSchedule:
     """Score every ``every_steps`` steps and/or every ``every_seconds`` training seconds (whichever
-    comes first); with neither, only the final point (which the training loop always adds)."""
+    comes first); with neither, only the final point (which the training loop always adds).
+    ``eval_every_epochs`` in a train config becomes steps."""
 
     every_steps: int | None = None
     every_seconds: float | None = None
@@ -30,12 +33,25 @@ class EvalSchedule:
     _last_seconds: float = 0.0
 
     @classmethod
-    def from_config(cls, train_cfg: Mapping[str, Any]) -> "EvalSchedule":
+    def from_config(cls, train_cfg: Mapping[str, Any], steps_per_epoch: int = 1) -> "EvalSchedule":
         steps, seconds = train_cfg.get("eval_every_steps"), train_cfg.get("eval_every_seconds")
-        for name, value in (("eval_every_steps", steps), ("eval_every_seconds", seconds)):
+        epochs = train_cfg.get("eval_every_epochs")
+        for name, value in (("eval_every_steps", steps), ("eval_every_seconds", seconds),
+                            ("eval_every_epochs", epochs)):
             if value is not None and not value > 0:
                 raise ValueError(f"train.{name} must be positive or null, got {value}")
-        return cls(None if steps is None else int(steps), None if seconds is None else float(seconds))
+        intervals = [int(steps)] if steps is not None else []
+        if epochs is not None:
+            intervals.append(max(1, round(float(epochs) * steps_per_epoch)))
+        return cls(min(intervals, default=None), None if seconds is None else float(seconds))
+
+    def restart(self, step: int, seconds: float) -> None:
+        """Count the next interval from ``step`` / ``seconds`` (a new stage, or a resumed run)."""
+        self._last_step, self._last_seconds = step, seconds
+
+    @property
+    def last(self) -> tuple[int, float]:
+        return self._last_step, self._last_seconds
 
     def due(self, step: int, seconds: float) -> bool:
         """True (and the interval restarts) when a point is due at ``step`` / ``seconds``."""
@@ -53,20 +69,22 @@ class CurveRecorder:
     keep_best: bool = False
     points: list[dict[str, float]] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
-    _losses: list[float] = field(default_factory=list)
+    pending_losses: list[float] = field(default_factory=list)   # since the last point
 
     def add_loss(self, loss: float) -> None:
-        self._losses.append(loss)
+        self.pending_losses.append(loss)
 
-    def add_point(self, step: int, seconds: float, metrics: Mapping[str, Any], model: nn.Module) -> None:
-        loss = sum(self._losses) / len(self._losses) if self._losses else float("nan")
-        self._losses = []
+    def add_point(self, step: int, seconds: float, metrics: Mapping[str, Any], model: nn.Module,
+                  lr: float | None = None) -> None:
+        losses = self.pending_losses
+        loss = sum(losses) / len(losses) if losses else float("nan")
+        self.pending_losses = []
         previous_best = best_point(self.points)
         improved = previous_best is None or metrics["miou"] > previous_best["miou"]
         self.points.append({"step": step, "train_seconds": seconds, "miou": float(metrics["miou"]),
-                            "pixel_accuracy": float(metrics["pixel_accuracy"]), "loss": loss})
+                            "pixel_accuracy": float(metrics["pixel_accuracy"]), "loss": loss, "lr": lr})
         if self.keep_best and improved:
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.best_state = cpu_state(model)
 
 
 def best_point(curve: list[dict[str, float]]) -> dict[str, float] | None:

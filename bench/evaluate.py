@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 
 from bench.data import build_dataset, dataset_info
 from bench.metrics import confusion_matrix, segmentation_metrics
-from bench.train import load_checkpoint, train_model
+from bench.checkpoint import load_checkpoint
+from bench.train import train_model
+from bench.updates import Precision
 
 DEFAULT_EVAL_BATCH_SIZE = 4
 
@@ -71,11 +73,13 @@ def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resol
 def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
                  eval_split: str, resolution: tuple[int, int], device: torch.device | str,
                  run_dir: str | Path | None, checkpoint: str | Path | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, precision: Precision | None = None, channels_last: bool = False,
+                 state_path: str | Path | None = None) -> dict[str, Any]:
     """The accuracy fields of a result row: train (or load ``checkpoint``), then evaluate.
 
     With ``checkpoint`` nothing is trained and the training fields are None. Training records a
-    learning curve on ``train.curve_split`` (bench/curve.py).
+    learning curve on ``train.curve_split`` (bench/curve.py), runs under ``precision`` and
+    ``channels_last``, and resumes from ``state_path`` when a killed run left a state there.
     """
     batch_size = int(train_cfg.get("batch_size") or DEFAULT_EVAL_BATCH_SIZE)
     if checkpoint is not None:
@@ -93,9 +97,13 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
             return scored[-1]
 
         result = train_model(model, dataset_cfg, train_cfg, resolution, device, run_dir, progress=progress,
-                             validate=validate)
+                             validate=validate, precision=precision, channels_last=channels_last,
+                             state_path=state_path)
         trained = {"train_steps": result.steps, "train_seconds": result.seconds, "epochs": result.epochs,
-                   "final_loss": result.final_loss, "checkpoint": result.checkpoint_path, **result.curve}
+                   "final_loss": result.final_loss, "checkpoint": result.checkpoint_path,
+                   "train_optimizer": result.optimizer, "stop_reason": result.stop_reason,
+                   "finetune_steps": result.finetune_steps, "resumed_from_step": result.resumed_from_step,
+                   "resumptions": result.resumptions, **result.curve}
         # The curve's last point scored the final weights on the same split: no second pass.
         final = scored[-1] if curve_split == eval_split and result.curve["test_weights"] == "final" else None
     metrics = final or evaluate(model, dataset_cfg, eval_split, resolution, device, batch_size=batch_size,

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bench.updates import Precision
+
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("profile", "accuracy", "eval")
 
@@ -85,6 +87,18 @@ class JobSpec:
     def autocast_dtype(self) -> torch.dtype | None:
         return PRECISIONS[self.precision]
 
+    def training_precision(self, device: torch.device) -> Precision:
+        """How this job trains on ``device``: the precision axis applies to training too."""
+        return Precision(device.type, self.autocast_dtype)
+
+
+#: Train keys that decide only how often a resumable state is saved, not what is trained.
+RESUME_KEYS = ("checkpoint_every_steps", "checkpoint_every_seconds")
+
+
+def _train_identity(train_cfg: DictConfig) -> dict[str, Any]:
+    return {k: v for k, v in _plain(train_cfg).items() if k not in RESUME_KEYS}
+
 
 def _key(cfg: DictConfig, with_seed: bool) -> str:
     spec = JobSpec.from_config(cfg)
@@ -92,7 +106,7 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
         "spec": spec.__dict__,
         "seed": int(cfg.seed) if with_seed else None,
         "dataset": _plain(cfg.dataset),
-        "train": _plain(cfg.train) if spec.mode == "accuracy" else None,
+        "train": _train_identity(cfg.train) if spec.mode == "accuracy" else None,
         "eval_split": cfg.eval_split if spec.mode != "profile" else None,
         "checkpoint": cfg.checkpoint if spec.mode == "eval" else None,
     }
@@ -109,7 +123,8 @@ def job_key(cfg: DictConfig) -> str:
     Everything that changes a result goes in: the grid axes, the weight-initialisation ``seed``,
     the full data set config, and for training runs the train config (its own ``seed`` included)
     and the scored split. Left out: what only decides how a job runs or how finely a quantity is
-    sampled (``force``, ``isolate``, output paths, ``progress``, the timing loop's ``measure``).
+    sampled (``force``, ``isolate``, output paths, ``progress``, the timing loop's ``measure``,
+    how often the training state is saved).
     """
     return _key(cfg, with_seed=True)
 

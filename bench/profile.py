@@ -23,8 +23,8 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
                   progress: bool = False) -> dict[str, Any]:
     """Measure ``model`` on random inputs of the job's shape; returns ResultRow fields.
 
-    With ``train_cfg``, one training step (with its optimizer) is measured too, in fp32 rows only:
-    mixed-precision training needs gradient scaling, which the training loop does not do yet.
+    With ``train_cfg``, one training step (with its optimizer) is measured too, at the job's
+    precision (``JobSpec.training_precision``) and memory layout.
     """
     memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.eval().to(device=device, memory_format=memory_format)
@@ -60,12 +60,12 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
 
     latency = measure_latency(forward, device, timing, progress=progress)
     training = {}
-    if train_cfg is not None and spec.autocast_dtype is None:
+    if train_cfg is not None:
         batch = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes,
                                ignore_index, device)
         batch = (batch[0].contiguous(memory_format=memory_format), batch[1])
         training = measure_training_step(model, train_cfg, batch, num_classes, ignore_index, device,
-                                         timing, progress=progress)
+                                         timing, precision=spec.training_precision(device), progress=progress)
     return {
         "params_total": size.params_total,
         "params_trainable": size.params_trainable,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bench.checkpoint import STATE_NAME
 from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import device_name, environment
 from bench.jobspec import ConfigError, JobSpec, job_key, repeat_key
@@ -74,6 +76,11 @@ def _base_row(cfg: DictConfig, run_id: str) -> ResultRow:
     )
 
 
+def training_state_path(cfg: DictConfig) -> Path:
+    """Where a training job keeps the state it resumes from: by job key, so a re-run finds it."""
+    return ResultStore(cfg.results_dir).root / "state" / job_key(cfg) / STATE_NAME
+
+
 def _fill(row: ResultRow, fields: dict) -> None:
     for name, value in fields.items():
         setattr(row, name, value)
@@ -98,7 +105,8 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
         accuracy = run_accuracy(
             model.to(device), cfg.dataset, cfg.train, cfg.eval_split, (spec.height, spec.width),
             device, run_dir, checkpoint=cfg.checkpoint if spec.mode == "eval" else None,
-            progress=bool(cfg.progress))
+            progress=bool(cfg.progress), precision=spec.training_precision(device),
+            channels_last=spec.channels_last, state_path=training_state_path(cfg))
         _fill(row, {**accuracy, "checkpoint": accuracy["checkpoint"] or ""})
 
     timing = TimingConfig.from_config(cfg.measure)
@@ -184,6 +192,8 @@ def summary_line(row: ResultRow) -> str:
         parts.append(f"train step {row.train_latency_ms_median:.1f} ms, peak {row.train_peak_memory_mib:.0f} MiB")
     if row.miou is not None:
         parts.insert(0, f"mIoU {row.miou:.3f} ({row.split})")
+    if row.resumed_from_step is not None:
+        parts.insert(0, f"resumed from step {row.resumed_from_step}")
     return f"{head}: " + ", ".join(parts)
 
 
@@ -196,6 +206,8 @@ def _run_or_skip(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -
     else:
         (row, trace), stored = execute(cfg, run_dir), False
     path = store.row_path(row) if stored else store.write(row, trace)
+    if row.status == "ok":   # the row holds the result now; the resumable state has served
+        shutil.rmtree(training_state_path(cfg).parent, ignore_errors=True)
     print(summary_line(row))
     return JobOutcome(key, row.status, str(path))
 

@@ -80,6 +80,7 @@ class ResultRow:
 
     # --- training step (forward, cross-entropy, backward, optimizer step) ------------------
     train_optimizer: str = ""
+    train_precision: str = ""                      # fp32 | bf16 (autocast) | fp16 (autocast + gradient scaling)
     train_latency_ms_median: float | None = None   # per step of one batch
     train_latency_ms_iqr: float | None = None
     train_latency_ms_p90: float | None = None
@@ -113,12 +114,16 @@ class ResultRow:
     train_seconds: float | None = None
     epochs: float | None = None
     final_loss: float | None = None
+    stop_reason: str = ""               # max_steps | max_epochs | max_seconds | early_stopping (last stage)
+    finetune_steps: int | None = None   # steps of the recipe's second (fine-tuning) stage, if it has one
+    resumed_from_step: int | None = None  # this execution continued a killed run's saved state from this step
+    resumptions: int | None = None      # times the training was resumed from a saved state (0: never)
     checkpoint: str = ""
     eval_height: int | None = None      # resolution the confusion matrix was taken at
     eval_width: int | None = None
     test_weights: str = ""              # final | best (on validation): the weights scored above
     # Learning curve: one point per validation pass during training, each
-    # {"step", "train_seconds", "miou", "pixel_accuracy", "loss"}; train_seconds excludes evaluation.
+    # {"step", "train_seconds", "miou", "pixel_accuracy", "loss", "lr"}; train_seconds excludes evaluation.
     learning_curve: list[dict[str, float]] = field(default_factory=list)
     curve_eval_seconds: float | None = None   # time spent on those validation passes (not training)
     best_val_miou: float | None = None

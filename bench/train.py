@@ -1,135 +1,70 @@
-"""One training protocol for every model, so accuracy differences come from the architectures.
+"""The training loop: stages, budgets, learning curve, resumable state.
 
 ``train_model`` runs pixel-wise cross-entropy (``ignore_index`` pixels excluded, optionally with
-median-frequency class weights) under one budget of steps, epochs and/or wall-clock seconds,
-whichever is reached first: equal-time comparisons set only ``max_seconds``. Models with an
-adversary (``models.adversarial``) get Luc et al. 2016's alternating updates instead.
+median-frequency class weights) with the update of ``bench.updates`` (Luc et al.'s alternating one
+for a model with an adversary), under the budget and schedule of ``bench.schedule``. The train
+config is a *recipe* (conf/train/: segbench's default, or a paper's protocol): its optimizer,
+schedule, augmentation, batch size, stopping rule and an optional second ``finetune`` stage, whose
+keys override the first stage's, are all applied here.
 
-The learning-rate schedule follows the fraction of the budget used (the furthest along of
-steps, epochs and seconds), so ``poly`` and ``cosine`` also decay under a time budget.
-
-Checkpoints hold tensors and plain metadata only, so ``torch.load(path, weights_only=True)``
-reads them and loading one never runs code from the file.
+Resumable: with ``state_path``, the full training state (weights, optimizers and gradient
+scalers, step, stage, position in the epoch, learning curve, random generators) is written there
+every ``train.checkpoint_every_steps`` steps and/or ``checkpoint_every_seconds`` seconds, and a run
+that finds one continues from it. With ``num_workers=0`` (the default) a resumed run is the same
+computation as an uninterrupted one: the data order is a function of (seed, epoch) and the random
+generators are restored; with worker processes, the rest of an interrupted epoch gets fresh
+augmentation draws.
 """
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from bench.checkpoint import (CHECKPOINT_NAME, cpu_state, load_state, restore_rng_states, rng_states,
+                              save_checkpoint, save_state)
 from bench.curve import CurveRecorder, EvalSchedule, curve_fields
 from bench.data import build_dataset, dataset_info
+from bench.data.transforms import Augmentation
 from bench.metrics import median_frequency_weights
+from bench.schedule import Budget, EarlyStopping, lr_factor
+from bench.updates import Precision, make_update
 
-CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
-SCHEDULES = ("constant", "poly", "cosine")
 TEST_WEIGHTS = ("final", "best")   # which weights a training run ends with and is scored with
-POLY_POWER = 0.9   # DeepLab's "poly" policy: lr * (1 - progress) ** 0.9
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; the message gives the step and the value."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, not a weights file, or does not fit the model."""
 
 
 @dataclass
 class TrainResult:
     steps: int
-    epochs: float                 # steps / batches per epoch
-    seconds: float
+    epochs: float                 # steps / batches per epoch, summed over the stages
+    seconds: float                # training time over all stages and resumptions
     final_loss: float
     loss_history: list[float]     # per step; the segmentor's total loss for adversarial training
     checkpoint_path: str | None
     adversary_loss_history: list[float] = field(default_factory=list)   # adversarial training only
     curve: dict[str, Any] = field(default_factory=dict)   # ResultRow fields (bench.curve.curve_fields)
+    optimizer: str = ""           # the first stage's optimizer class
+    stop_reason: str = ""         # the last stage's: max_steps | max_epochs | max_seconds | early_stopping
+    finetune_steps: int | None = None   # steps of the second stage (None: the recipe has none)
+    resumed_from_step: int | None = None  # the step this execution resumed from (None: from scratch)
+    resumptions: int = 0          # how many times the run was resumed from a saved state
 
-
-# ---- budget and schedule -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Budget:
-    """Stop at ``max_steps``, ``max_epochs`` or ``max_seconds``, whichever comes first."""
-
-    max_steps: int | None
-    max_epochs: float | None
-    max_seconds: float | None
-    steps_per_epoch: int
-
-    @classmethod
-    def from_config(cls, train_cfg: Mapping[str, Any], steps_per_epoch: int) -> "Budget":
-        limits = {key: train_cfg.get(key) for key in ("max_steps", "max_epochs", "max_seconds")}
-        if all(value is None for value in limits.values()):
-            raise ValueError("the training budget is unbounded: set at least one of train.max_steps, "
-                             "train.max_epochs or train.max_seconds")
-        for key, value in limits.items():
-            if value is not None and not value > 0:
-                raise ValueError(f"train.{key} must be positive or null, got {value}")
-        steps, epochs, seconds = limits.values()
-        return cls(None if steps is None else int(steps), None if epochs is None else float(epochs),
-                   None if seconds is None else float(seconds), steps_per_epoch)
-
-    @property
-    def step_limit(self) -> int | None:
-        """The step at which the step or epoch limit is reached (None for a time-only budget)."""
-        limits = [self.max_steps] if self.max_steps is not None else []
-        if self.max_epochs is not None:
-            limits.append(math.ceil(self.max_epochs * self.steps_per_epoch))
-        return min(limits) if limits else None
-
-    def progress(self, steps: int, seconds: float) -> float:
-        """Fraction of the budget used: 1.0 or more means stop."""
-        fractions = [steps / self.step_limit] if self.step_limit is not None else []
-        if self.max_seconds is not None:
-            fractions.append(seconds / self.max_seconds)
-        return max(fractions)
-
-
-def lr_factor(schedule: str, progress: float) -> float:
-    """Multiplier of the base learning rate at ``progress`` (0 to 1) through the budget."""
-    progress = min(max(progress, 0.0), 1.0)
-    if schedule == "constant":
-        return 1.0
-    if schedule == "poly":
-        return (1.0 - progress) ** POLY_POWER
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}")
-
-
-# ---- building blocks -----------------------------------------------------------------------
 
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (all devices) so a step budget gives the same run again."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def make_optimizer(parameters, train_cfg: Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
-    name = train_cfg.get("optimizer", "adam")
-    weight_decay = float(train_cfg.get("weight_decay") or 0.0)
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=float(train_cfg.get("momentum") or 0.0),
-                               weight_decay=weight_decay)
-    raise ValueError(f"train.optimizer must be adam or sgd, got {name!r}")
 
 
 def _label_counts(dataset: Dataset, num_classes: int, ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,293 +99,231 @@ def class_weights(dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
     return median_frequency_weights(*_label_counts(plain_train, info.num_classes, info.ignore_index))
 
 
-def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> float:
-    """The loss as a float; NonFiniteLossError when it is NaN or infinite."""
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise NonFiniteLossError(f"{what} became {value} at step {step}; lower train.lr or check "
-                                 f"the model and data for NaN/inf values")
-    return value
+# ---- data order that can resume mid-epoch --------------------------------------------------
+
+class EpochShuffle(Sampler[int]):
+    """A fresh permutation per epoch, a function of (seed, epoch) alone, starting at ``skip``:
+    a resumed run draws the same order and leaves out the samples already seen."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch, self.skip = size, seed, 0, 0
+
+    def start(self, epoch: int, skip: int) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(self.size, generator=generator)[self.skip:].tolist()
+
+    def __len__(self) -> int:
+        return self.size - self.skip
 
 
-def _batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The loader's batches, epoch after epoch (each epoch reshuffled by its generator)."""
-    while True:
-        yield from loader
+def _train_loader(dataset: Dataset, train_cfg: Mapping[str, Any], device: torch.device,
+                  sampler: EpochShuffle) -> DataLoader:
+    num_workers = int(train_cfg.get("num_workers") or 0)
+    return DataLoader(dataset, batch_size=int(train_cfg.batch_size), sampler=sampler,
+                      num_workers=num_workers, persistent_workers=num_workers > 0,
+                      pin_memory=device.type == "cuda", generator=torch.Generator())
+
+
+# ---- stages and their state ----------------------------------------------------------------
+
+def training_stages(train_cfg: DictConfig) -> list[DictConfig]:
+    """The recipe's stages: the train config itself, then (with ``finetune``) the train config
+    with the finetune keys applied."""
+    first = OmegaConf.masked_copy(train_cfg, [k for k in train_cfg if k != "finetune"])
+    finetune = train_cfg.get("finetune")
+    return [first] if finetune is None else [first, OmegaConf.merge(first, finetune)]
 
 
 @dataclass
-class _Optimized:
-    """An optimizer and the base learning rate the schedule scales."""
+class Progress:
+    """Where a run is: everything besides tensors that a resumed run needs to continue."""
 
-    optimizer: torch.optim.Optimizer
-    base_lr: float
-
-    def set_lr(self, factor: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.base_lr * factor
-
-
-# ---- the two kinds of update ---------------------------------------------------------------
-
-class SupervisedStep:
-    """One cross-entropy update of the whole model."""
-
-    def __init__(self, model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module):
-        self.model, self.criterion = model, criterion
-        lr = float(train_cfg.lr)
-        self.optimizers = [_Optimized(make_optimizer(model.parameters(), train_cfg, lr), lr)]
-
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor, step: int) -> dict[str, float]:
-        optimizer = self.optimizers[0].optimizer
-        loss = self.criterion(self.model(image), mask)
-        value = check_finite(loss, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": value}
+    stage: int = 0
+    step: int = 0                 # over all stages; the learning curve's x axis
+    stage_steps: int = 0
+    epoch: int = 0                # completed epochs in this stage
+    batch_in_epoch: int = 0
+    epochs_before_stage: float = 0.0
+    seconds_before_stage: float = 0.0
+    stage_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    eval_last_step: int = 0
+    eval_last_seconds: float = 0.0
+    best_in_stage: float = -math.inf
+    since_best: int = 0
+    resumptions: int = 0
+    stage_step_counts: list[int] = field(default_factory=list)
 
 
-class _Frozen:
-    """Within the block, ``module``'s parameters get no gradients (the segmentor's update does
-    not need the adversary's)."""
+class _Clock:
+    """Training seconds of the current stage: what earlier executions trained, plus this one's
+    time since ``start`` without its validation passes."""
 
-    def __init__(self, module: nn.Module):
-        self.parameters = [p for p in module.parameters() if p.requires_grad]
+    def __init__(self, before: float):
+        self.before, self.started, self.paused = before, time.perf_counter(), 0.0
 
-    def __enter__(self):
-        for parameter in self.parameters:
-            parameter.requires_grad_(False)
-
-    def __exit__(self, *exc):
-        for parameter in self.parameters:
-            parameter.requires_grad_(True)
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.started - self.paused
 
 
-class AdversarialStep:
-    """Luc et al. 2016: ``adversary_steps`` adversary updates, then one segmentor update.
-
-    Adversary: BCE(a(x, onehot(y)), 1) + BCE(a(x, s(x)), 0), with s(x) detached.
-    Segmentor: CE(s(x), y) + lambda_adv * BCE(a(x, s(x)), 1) -- the "flipped" target, which gives
-    stronger gradients than minimising -BCE(a(x, s(x)), 0) while the adversary is winning.
-
-    Ignored pixels are zeroed in both the one-hot ground truth and the probabilities: the ground
-    truth is unknown there, so neither map may carry information the adversary could use to tell
-    them apart (an all-zero pixel never occurs elsewhere in a one-hot map, but it occurs in both).
-    One segmentor forward pass serves both updates, as in pix2pix; the adversary is re-run after
-    its own update for the segmentor's term.
-    """
-
-    def __init__(self, model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module,
-                 num_classes: int, ignore_index: int):
-        adversarial = train_cfg.adversarial
-        self.segmentor, self.adversary, self.criterion = model.segmentor, model.adversary, criterion
-        self.num_classes, self.ignore_index = num_classes, ignore_index
-        encoding = adversarial.get("encoding")
-        if encoding is not None and getattr(self.adversary, "encoding", encoding) != encoding:
-            raise ValueError(f"train.adversarial.encoding={encoding!r} but the model's adversary uses "
-                             f"{self.adversary.encoding!r}: set model.encoding to match (or the reverse)")
-        self.lambda_adv = float(adversarial.lambda_adv)
-        self.adversary_steps = int(adversarial.get("adversary_steps", 1))
-        lr = float(train_cfg.lr)
-        adversary_lr = float(adversarial.get("adversary_lr") or lr)
-        self.optimizers = [_Optimized(make_optimizer(self.segmentor.parameters(), train_cfg, lr), lr),
-                           _Optimized(make_optimizer(self.adversary.parameters(), train_cfg, adversary_lr),
-                                      adversary_lr)]
-
-    def _labelled(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(one-hot N x C x H x W with ignored pixels zeroed, N x 1 x H x W labelled-pixel mask)."""
-        valid = (mask != self.ignore_index) & (mask >= 0) & (mask < self.num_classes)
-        onehot = F.one_hot(torch.where(valid, mask, 0), self.num_classes).permute(0, 3, 1, 2)
-        valid = valid.unsqueeze(1)
-        return onehot.float() * valid, valid
-
-    def _bce(self, logits: torch.Tensor, target: float) -> torch.Tensor:
-        logits = logits.reshape(-1)   # adversaries give (N,) or (N, 1)
-        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor, step: int) -> dict[str, float]:
-        segmentor_opt, adversary_opt = (o.optimizer for o in self.optimizers)
-        onehot, valid = self._labelled(mask)
-        logits = self.segmentor(image)
-        probs = F.softmax(logits, dim=1) * valid
-        fake = probs.detach()
-
-        for _ in range(self.adversary_steps):
-            # segmentor_probs: the "scaling" encoding softens the ground truth with them.
-            adversary_loss = (self._bce(self.adversary(image, onehot, segmentor_probs=fake), 1.0)
-                              + self._bce(self.adversary(image, fake), 0.0))
-            adversary_value = check_finite(adversary_loss, step, "adversary loss")
-            adversary_opt.zero_grad(set_to_none=True)
-            adversary_loss.backward()
-            adversary_opt.step()
-
-        with _Frozen(self.adversary):
-            loss = self.criterion(logits, mask) + self.lambda_adv * self._bce(self.adversary(image, probs), 1.0)
-            value = check_finite(loss, step)
-            segmentor_opt.zero_grad(set_to_none=True)
-            loss.backward()
-        segmentor_opt.step()
-        return {"loss": value, "adversary_loss": adversary_value}
-
-
-def is_adversarial(model: nn.Module, train_cfg: Mapping[str, Any]) -> bool:
-    """True for a model with ``.segmentor`` and ``.adversary`` under a config with ``adversarial``;
-    one without the other is a configuration mistake."""
-    model_has = hasattr(model, "segmentor") and hasattr(model, "adversary")
-    config_has = train_cfg.get("adversarial") is not None
-    if model_has and not config_has:
-        raise ValueError(f"{type(model).__name__} has an adversary: train it with train=adversarial "
-                         f"(the train config needs an `adversarial` section; a profile job trains one "
-                         f"step too, which measure.train_step=false leaves out)")
-    if config_has and not model_has:
-        raise ValueError(f"train=adversarial needs a model with .segmentor and .adversary "
-                         f"(model=adversarial), got {type(model).__name__}")
-    return model_has
-
-
-def make_update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module, num_classes: int,
-                ignore_index: int) -> SupervisedStep | AdversarialStep:
-    """The update ``model`` trains with: Luc et al.'s alternating one when it has an adversary."""
-    if is_adversarial(model, train_cfg):
-        return AdversarialStep(model, train_cfg, criterion, num_classes, ignore_index)
-    return SupervisedStep(model, train_cfg, criterion)
-
-
-# ---- checkpoints ---------------------------------------------------------------------------
-
-def save_checkpoint(model: nn.Module, path: str | Path, **metadata: str | int | float) -> Path:
-    """Write ``{"state_dict", "metadata"}`` atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, "model_class": type(model).__name__,
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "metadata": dict(metadata)}
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    os.replace(partial, path)
-    return path
-
-
-def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` into ``model``; returns its metadata.
-
-    Raises CheckpointError (naming the file and what to do) when the file is missing, corrupt,
-    not a weights-only file, or holds weights of another model.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the {CHECKPOINT_NAME} "
-                              f"written by a mode=accuracy run (in its run directory)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (truncated zip, pickle refused by weights_only, ...)
-        raise CheckpointError(f"checkpoint {path} cannot be read as a weights-only file "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                              f"it is corrupt or not a segbench checkpoint: re-run the training "
-                              f"(mode=accuracy) to write a new one") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
-        raise CheckpointError(f"checkpoint {path} holds no state_dict; it was not written by "
-                              f"segbench: re-run the training (mode=accuracy) to write one")
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} (a {payload.get('model_class', 'model')}) does not "
-                              f"match this {type(model).__name__}: use the model, model options and "
-                              f"num_classes it was trained with. {exc}") from exc
-    return dict(payload.get("metadata", {}))
+def _save_training_state(path: Path, model: nn.Module, update, progress: Progress,
+                         history: dict[str, list[float]], recorder: CurveRecorder) -> None:
+    save_state({"model": cpu_state(model), "update": [o.state_dict() for o in update.optimizers],
+                "progress": asdict(progress), "history": history,
+                "curve": {"points": recorder.points, "losses": recorder.pending_losses,
+                          "best_state": recorder.best_state},
+                "rng": rng_states()}, path)
 
 
 # ---- the loop ------------------------------------------------------------------------------
 
-def _train_loader(dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], resolution: tuple[int, int],
-                  device: torch.device, seed: int) -> DataLoader:
-    """Shuffled, augmented train batches; the seeded generator fixes the order and the workers' seeds."""
-    dataset = build_dataset(dataset_cfg, "train", resolution, train=True)
-    if len(dataset) == 0:
-        raise ValueError(f"the train split of {dataset_cfg.get('name')} is empty")
-    num_workers = int(train_cfg.get("num_workers") or 0)
-    return DataLoader(dataset, batch_size=int(train_cfg.batch_size), shuffle=True,
-                      num_workers=num_workers, persistent_workers=num_workers > 0,
-                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
-
-
 def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
                 resolution: tuple[int, int], device: torch.device | str, run_dir: str | Path | None,
                 progress: bool = True,
-                validate: Callable[[nn.Module], Mapping[str, Any]] | None = None) -> TrainResult:
-    """Train ``model`` on the train split of ``dataset_cfg`` at ``resolution`` within the budget
-    of ``train_cfg``; saves ``run_dir/checkpoint.pt`` unless ``run_dir`` is None or
-    ``train_cfg.save_checkpoint`` is false.
+                validate: Callable[[nn.Module], Mapping[str, Any]] | None = None,
+                precision: Precision | None = None, channels_last: bool = False,
+                state_path: str | Path | None = None) -> TrainResult:
+    """Train ``model`` on the train split of ``dataset_cfg`` (images resized to ``resolution``,
+    then the recipe's augmentation) within each stage's budget; saves ``run_dir/checkpoint.pt``
+    unless ``run_dir`` is None or ``train_cfg.save_checkpoint`` is false.
 
     With ``validate`` (model -> metrics with ``miou`` and ``pixel_accuracy``), a learning curve is
-    recorded: a point at every ``train.eval_every_steps`` / ``eval_every_seconds`` and one at the
-    end, with the validation time kept off the training clock and out of the time budget. With
-    ``train.test_weights=best`` the model ends with (and the checkpoint holds) the weights of the
-    best point instead of the final ones."""
+    recorded: a point every ``eval_every_steps`` / ``eval_every_epochs`` / ``eval_every_seconds``
+    and one at the end of each stage, with the validation time kept off the training clock and
+    out of the time budget; ``early_stopping_patience`` counts these points. With
+    ``test_weights=best`` each stage ends with (and the checkpoint holds) the weights of the best
+    point so far. ``precision`` sets autocast (and fp16 gradient scaling); ``state_path`` makes
+    the run resumable (module docstring)."""
     train_cfg = OmegaConf.create(train_cfg)   # plain dicts too; attribute access below
     device = torch.device(device)
+    precision = precision or Precision(device.type)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     seed = int(train_cfg.get("seed") or 0)
     seed_everything(seed)
     info = dataset_info(dataset_cfg)
-    loader = _train_loader(dataset_cfg, train_cfg, resolution, device, seed)
-    budget = Budget.from_config(train_cfg, len(loader))
-    schedule = train_cfg.get("schedule", "constant")
-    lr_factor(schedule, 0.0)   # validates the name before any work
-
-    weights = class_weights(dataset_cfg, train_cfg, resolution)
-    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
-                                    ignore_index=info.ignore_index)
-    model.to(device).train()
-    update = make_update(model, train_cfg, criterion, info.num_classes, info.ignore_index)
-
+    stages = training_stages(train_cfg)
     test_weights = train_cfg.get("test_weights") or "final"
     if test_weights not in TEST_WEIGHTS:
         raise ValueError(f"train.test_weights must be one of {TEST_WEIGHTS}, got {test_weights!r}")
-    if test_weights == "best" and validate is None:
-        raise ValueError("train.test_weights=best needs validation passes during training")
-    eval_schedule = EvalSchedule.from_config(train_cfg)
-    recorder = CurveRecorder(keep_best=test_weights == "best")
+    needs_curve = test_weights == "best" or any(s.get("early_stopping_patience") is not None for s in stages)
+    if needs_curve and validate is None:
+        raise ValueError("train.test_weights=best and train.early_stopping_patience need validation "
+                         "passes during training")
+    for stage_cfg in stages:   # every stage's settings are checked before the first step
+        lr_factor(stage_cfg.get("schedule", "constant"), 0.0, 0, stage_cfg.get("lr_decay"))
+        Augmentation.from_config(stage_cfg)
+        EarlyStopping.from_config(stage_cfg)
+    weights = class_weights(dataset_cfg, train_cfg, resolution)
+    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
+                                    ignore_index=info.ignore_index)
+    model.to(device=device, memory_format=memory_format).train()
+
+    run = Progress()
     history: dict[str, list[float]] = {"loss": [], "adversary_loss": []}
-    bar = tqdm(total=budget.step_limit, desc=f"train {type(model).__name__}", disable=not progress,
-               unit="step")
-    # The clock covers the loop (data loading included), not the one-off setup above; each step
-    # reads its loss back (check_finite), which also synchronises the GPU before the time check.
-    started = time.perf_counter()
-    eval_seconds = 0.0
+    recorder = CurveRecorder(keep_best=test_weights == "best")
+    saved = load_state(state_path) if state_path is not None else None
+    resumed_from = None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        run = Progress(**saved["progress"])
+        run.resumptions += 1
+        resumed_from = run.step
+        history = saved["history"]
+        recorder.points, recorder.pending_losses = saved["curve"]["points"], saved["curve"]["losses"]
+        recorder.best_state = saved["curve"]["best_state"]
+    every_steps = train_cfg.get("checkpoint_every_steps")
+    every_seconds = train_cfg.get("checkpoint_every_seconds")
+    last_saved_at = time.perf_counter()
+    stop_reason, optimizer_name = "", ""
 
-    def trained_seconds() -> float:
-        return time.perf_counter() - started - eval_seconds
-
-    step = 0
-    with bar:
-        for image, mask in _batches(loader):
-            factor = lr_factor(schedule, budget.progress(step, trained_seconds()))
-            for optimized in update.optimizers:
-                optimized.set_lr(factor)
-            step += 1
-            losses = update(image.to(device, non_blocking=True), mask.to(device, non_blocking=True), step)
-            for name, value in losses.items():
-                history[name].append(value)
-            recorder.add_loss(losses["loss"])
-            bar.update()
-            bar.set_postfix(loss=f"{losses['loss']:.4f}")
-            done = budget.progress(step, trained_seconds()) >= 1.0
-            if validate is not None and (eval_schedule.due(step, trained_seconds()) or done):
-                at, eval_started = trained_seconds(), time.perf_counter()
-                recorder.add_point(step, at, validate(model), model)
-                eval_seconds += time.perf_counter() - eval_started
-            if done:
-                break
-    seconds = trained_seconds()
-    if recorder.best_state is not None:
-        model.load_state_dict(recorder.best_state)
+    for stage_index in range(run.stage, len(stages)):
+        stage_cfg = stages[stage_index]
+        dataset = build_dataset(dataset_cfg, "train", resolution, train=True,
+                                augmentation=Augmentation.from_config(stage_cfg))
+        if len(dataset) == 0:
+            raise ValueError(f"the train split of {dataset_cfg.get('name')} is empty")
+        sampler = EpochShuffle(len(dataset), seed + 7919 * stage_index)
+        loader = _train_loader(dataset, stage_cfg, device, sampler)
+        steps_per_epoch = math.ceil(len(dataset) / int(stage_cfg.batch_size))
+        budget = Budget.from_config(stage_cfg, steps_per_epoch)
+        schedule, decay = stage_cfg.get("schedule", "constant"), stage_cfg.get("lr_decay")
+        eval_schedule = EvalSchedule.from_config(stage_cfg, steps_per_epoch)
+        early = EarlyStopping.from_config(stage_cfg)
+        update = make_update(model, stage_cfg, criterion, info.num_classes, info.ignore_index, precision)
+        optimizer_name = optimizer_name or type(update.optimizers[0].optimizer).__name__
+        if saved is not None and saved["progress"]["stage"] == stage_index:
+            for optimized, state in zip(update.optimizers, saved["update"]):
+                optimized.load_state_dict(state)
+            restore_rng_states(saved["rng"])
+        else:
+            run.stage, run.stage_steps, run.epoch, run.batch_in_epoch, run.stage_seconds = stage_index, 0, 0, 0, 0.0
+            run.eval_last_step, run.eval_last_seconds = run.step, run.seconds_before_stage
+            run.best_in_stage, run.since_best = -math.inf, 0
+        eval_schedule.restart(run.eval_last_step, run.eval_last_seconds)
+        early.best, early.since_best = run.best_in_stage, run.since_best
+        clock = _Clock(run.stage_seconds)
+        stop_reason = ""
+        bar = tqdm(total=budget.step_limit, initial=run.stage_steps, unit="step", disable=not progress,
+                   desc=f"train {type(model).__name__}" + (f" (stage {stage_index + 1})" if len(stages) > 1 else ""))
+        with bar:
+            while not stop_reason:
+                sampler.start(run.epoch, run.batch_in_epoch * int(stage_cfg.batch_size))
+                loader.generator.manual_seed(seed + run.epoch)   # worker seeds, per epoch
+                for image, mask in loader:
+                    factor = lr_factor(schedule, budget.progress(run.stage_steps, clock.seconds()), run.epoch, decay)
+                    for optimized in update.optimizers:
+                        optimized.set_lr(factor)
+                    run.step += 1
+                    run.stage_steps += 1
+                    run.batch_in_epoch += 1
+                    image = image.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                    losses = update(image, mask.to(device, non_blocking=True), run.step)
+                    for name, value in losses.items():
+                        history[name].append(value)
+                    recorder.add_loss(losses["loss"])
+                    bar.update()
+                    bar.set_postfix(loss=f"{losses['loss']:.4f}")
+                    stop_reason = budget.reached(run.stage_steps, clock.seconds()) or ""
+                    total = run.seconds_before_stage + clock.seconds()
+                    if validate is not None and (eval_schedule.due(run.step, total) or stop_reason):
+                        eval_started = time.perf_counter()
+                        metrics = validate(model)
+                        recorder.add_point(run.step, total, metrics, model, lr=factor * float(stage_cfg.lr))
+                        if early.update(float(metrics["miou"])) and not stop_reason:
+                            stop_reason = "early_stopping"
+                        run.eval_seconds += time.perf_counter() - eval_started
+                        clock.paused += time.perf_counter() - eval_started
+                    if stop_reason:
+                        break
+                    if state_path is not None and (
+                            (every_steps is not None and run.step % int(every_steps) == 0)
+                            or (every_seconds is not None and time.perf_counter() - last_saved_at >= float(every_seconds))):
+                        run.stage_seconds = clock.seconds()
+                        run.eval_last_step, run.eval_last_seconds = eval_schedule.last
+                        run.best_in_stage, run.since_best = early.best, early.since_best
+                        _save_training_state(Path(state_path), model, update, run, history, recorder)
+                        last_saved_at = time.perf_counter()
+                else:
+                    run.epoch += 1
+                    run.batch_in_epoch = 0
+        run.stage_step_counts.append(run.stage_steps)
+        run.epochs_before_stage += run.stage_steps / steps_per_epoch
+        run.seconds_before_stage += clock.seconds()
+        if recorder.best_state is not None:
+            model.load_state_dict(recorder.best_state)   # the next stage, or the test, starts from the best
+        saved = None
 
     checkpoint = None
     if run_dir is not None and train_cfg.get("save_checkpoint", True):
-        checkpoint = str(save_checkpoint(model, Path(run_dir) / CHECKPOINT_NAME, steps=step, seed=seed,
+        checkpoint = str(save_checkpoint(model, Path(run_dir) / CHECKPOINT_NAME, steps=run.step, seed=seed,
                                          dataset=info.name, num_classes=info.num_classes))
-    return TrainResult(steps=step, epochs=step / len(loader), seconds=seconds,
+    return TrainResult(steps=run.step, epochs=run.epochs_before_stage, seconds=run.seconds_before_stage,
                        final_loss=history["loss"][-1], loss_history=history["loss"],
                        checkpoint_path=checkpoint, adversary_loss_history=history["adversary_loss"],
-                       curve=curve_fields(recorder, eval_seconds, train_cfg.get("target_miou"), test_weights))
+                       curve=curve_fields(recorder, run.eval_seconds, train_cfg.get("target_miou"), test_weights),
+                       optimizer=optimizer_name, stop_reason=stop_reason,
+                       finetune_steps=run.stage_step_counts[1] if len(stages) > 1 else None,
+                       resumed_from_step=resumed_from, resumptions=run.resumptions)

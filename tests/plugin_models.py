@@ -3,7 +3,11 @@
 ``tiny_segmenter`` is a real (small, fast) segmentation net. ``fault_injector`` is the same
 net, except that it fails the way real models do (an exception, an out-of-memory error) at the
 input widths or batch sizes it is told to, so one sweep can hold both healthy and failing jobs.
+``slow_trainer`` is the same net taking ``delay`` seconds per training forward pass, so a test can
+kill a training job part-way.
 """
+import time
+
 import torch
 from torch import nn
 
@@ -47,3 +51,19 @@ def fault_injector(num_classes: int, in_channels: int = 3, error_at_width: int |
                    oom_at_width: int | None = None, oom_above_batch: int | None = None):
     return FaultInjector(error_at_width, oom_at_width, oom_above_batch,
                          num_classes=num_classes, in_channels=in_channels)
+
+
+class SlowTrainer(TinySegmenter):
+    def __init__(self, delay: float, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(self.delay)
+        return super().forward(x)
+
+
+@register_model
+def slow_trainer(num_classes: int, in_channels: int = 3, delay: float = 0.05):
+    return SlowTrainer(delay, num_classes=num_classes, in_channels=in_channels)

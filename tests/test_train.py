@@ -12,7 +12,10 @@ from torch import nn
 from bench.data import build_dataset, dataset_info
 from bench.evaluate import evaluate, run_accuracy
 from bench.metrics import confusion_matrix, segmentation_metrics
-from bench.train import CheckpointError, NonFiniteLossError, load_checkpoint, lr_factor, train_model
+from bench.checkpoint import CheckpointError, load_checkpoint
+from bench.schedule import lr_factor
+from bench.train import train_model
+from bench.updates import NonFiniteLossError
 from models import create_model
 from models.adversarial import Adversary, AdversarialSegmentor
 

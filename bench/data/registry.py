@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from bench.data import camvid, folder, synthetic, torchvision_sets
 from bench.data.info import DatasetInfo, DatasetSpec
-from bench.data.transforms import SegmentationTransform
+from bench.data.transforms import Augmentation, SegmentationTransform
 from bench.jobspec import parse_resolution
 
 SPLITS = ("train", "val", "test")
@@ -52,11 +52,12 @@ def dataset_info(cfg: Mapping[str, Any]) -> DatasetInfo:
 
 
 def build_dataset(cfg: Mapping[str, Any], split: str = "train", resolution=(128, 128),
-                  train: bool = False) -> Dataset:
+                  train: bool = False, augmentation: Augmentation = Augmentation()) -> Dataset:
     """The ``split`` of the data set ``cfg`` describes, yielding (image, mask) at ``resolution``.
 
     image: float32 3 x H x W, ImageNet-normalised; mask: int64 H x W, values in
-    [0, num_classes) or ``ignore_index``. ``train=True`` adds random scale/crop/flip. Without it,
+    [0, num_classes) or ``ignore_index``. ``train=True`` adds ``augmentation``'s random steps
+    (scale jitter, crop, flip; the crop sets the training size). Without it,
     a data set whose labels have a size of their own (``DatasetSpec.native_labels``) keeps the
     mask at that size, as the papers score them.
     """
@@ -66,5 +67,5 @@ def build_dataset(cfg: Mapping[str, Any], split: str = "train", resolution=(128,
     info = spec.info(cfg)
     resolution = parse_resolution(resolution)
     transform = SegmentationTransform(resolution, train=train, ignore_index=info.ignore_index,
-                                      resize_mask=train or not spec.native_labels)
+                                      augmentation=augmentation, resize_mask=train or not spec.native_labels)
     return spec.build(cfg, split=split, resolution=resolution, transform=transform)

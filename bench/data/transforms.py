@@ -2,15 +2,21 @@
 
 Eval: resize to the requested resolution (bilinear, antialiased, for images; nearest for masks,
 which v2 picks for ``tv_tensors.Mask``, unless ``resize_mask=False`` keeps the mask at its own
-size for scoring there), then ImageNet normalisation. Train adds, after the
-resize, a random scale jitter, a random crop back to the resolution (padding when the jittered
-image is smaller) and a horizontal flip; v2 applies the same random draw to image and mask.
+size for scoring there), then ImageNet normalisation. Train adds, after the resize, the steps of
+an :class:`Augmentation`: by default a random scale jitter, a random crop back to the resolution
+(padding when the jittered image is smaller) and a horizontal flip; v2 applies the same random
+draw to image and mask.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+
+from bench.jobspec import parse_resolution
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -20,11 +26,34 @@ _MEAN_RGB_UINT8 = tuple(round(255 * m) for m in IMAGENET_MEAN)
 DEFAULT_SCALE_RANGE = (0.5, 2.0)
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """The random steps of training, after the resize to the job's resolution.
+
+    ``crop``: size of the random crop (None: the resolution itself, which only matters after a
+    jitter); ``scale_range``: random rescale before the crop (None: none); ``hflip``: random
+    horizontal flips. The default is segbench's protocol; the recipes (conf/train/) set the papers'.
+    """
+
+    crop: tuple[int, int] | None = None
+    scale_range: tuple[float, float] | None = DEFAULT_SCALE_RANGE
+    hflip: bool = True
+
+    @classmethod
+    def from_config(cls, train_cfg: Mapping[str, Any]) -> "Augmentation":
+        crop, jitter = train_cfg.get("crop"), train_cfg.get("scale_jitter", DEFAULT_SCALE_RANGE)
+        if jitter is not None and not (len(jitter) == 2 and 0 < float(jitter[0]) <= float(jitter[1])):
+            raise ValueError(f"train.scale_jitter must be [min, max] with 0 < min <= max, or null; got {jitter!r}")
+        return cls(crop=None if crop is None else parse_resolution(crop),
+                   scale_range=None if jitter is None else (float(jitter[0]), float(jitter[1])),
+                   hflip=bool(train_cfg.get("hflip", True)))
+
+
 class SegmentationTransform:
     """Callable ``(uint8 image 3xHxW, int64 mask HxW) -> (float32 image 3xhxw, int64 mask hxw)``."""
 
     def __init__(self, resolution: tuple[int, int], train: bool, ignore_index: int,
-                 scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE, resize_mask: bool = True):
+                 augmentation: Augmentation = Augmentation(), resize_mask: bool = True):
         if train and not resize_mask:
             raise ValueError("training crops and flips image and mask together: resize_mask must be true")
         self.resolution = tuple(int(side) for side in resolution)
@@ -32,12 +61,12 @@ class SegmentationTransform:
         self.resize_mask = resize_mask
         steps = [v2.Resize(self.resolution, antialias=True)]
         if train:
-            steps += [
-                v2.ScaleJitter(self.resolution, scale_range=scale_range, antialias=True),
-                v2.RandomCrop(self.resolution, pad_if_needed=True,
-                              fill={tv_tensors.Image: _MEAN_RGB_UINT8, tv_tensors.Mask: ignore_index}),
-                v2.RandomHorizontalFlip(),
-            ]
+            if augmentation.scale_range is not None:
+                steps.append(v2.ScaleJitter(self.resolution, scale_range=augmentation.scale_range, antialias=True))
+            steps.append(v2.RandomCrop(augmentation.crop or self.resolution, pad_if_needed=True,
+                                       fill={tv_tensors.Image: _MEAN_RGB_UINT8, tv_tensors.Mask: ignore_index}))
+            if augmentation.hflip:
+                steps.append(v2.RandomHorizontalFlip())
         steps += [
             v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
             v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),

@@ -1,6 +1,6 @@
 """The cost of one training step: forward, pixel-wise cross-entropy, backward, optimizer step.
 
-The step is the training loop's own update (``bench.train.SupervisedStep``, or
+The step is the training loop's own update (``bench.updates.SupervisedStep``, or
 ``AdversarialStep`` for a model with an adversary) with the train config's optimizer, so what is
 measured is what ``mode=accuracy`` trains. It runs on a random batch whose label map has a band
 of ignored pixels (``ignore_index``), as real label maps do.
@@ -33,7 +33,7 @@ from torch import nn
 from bench.measure.latency import TimingConfig, measure_latency
 from bench.measure.memory import pass_peak, tensor_bytes
 from bench.measure.size import MIB
-from bench.train import AdversarialStep, SupervisedStep, make_update
+from bench.updates import AdversarialStep, Precision, SupervisedStep, make_update
 
 #: Fraction of the label map's rows marked ``ignore_index`` (a band at the bottom).
 IGNORED_ROWS = 0.1
@@ -67,12 +67,12 @@ def saved_for_backward_bytes(forward: Callable[[], torch.Tensor], exclude: list[
 
 
 def training_update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module, num_classes: int,
-                    ignore_index: int) -> SupervisedStep | AdversarialStep:
+                    ignore_index: int, precision: Precision = Precision()) -> SupervisedStep | AdversarialStep:
     """The training loop's update at learning rate 0 (see the module docstring)."""
     zero = {"lr": 0.0}
     if train_cfg.get("adversarial") is not None:
         zero["adversarial"] = {"adversary_lr": 0.0}
-    return make_update(model, OmegaConf.merge(train_cfg, zero), criterion, num_classes, ignore_index)
+    return make_update(model, OmegaConf.merge(train_cfg, zero), criterion, num_classes, ignore_index, precision)
 
 
 def _state_bytes(optimizers: list[torch.optim.Optimizer]) -> int:
@@ -82,15 +82,17 @@ def _state_bytes(optimizers: list[torch.optim.Optimizer]) -> int:
 
 def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch: tuple[torch.Tensor, torch.Tensor],
                           num_classes: int, ignore_index: int, device: torch.device,
-                          timing: TimingConfig, progress: bool = False) -> dict[str, Any]:
-    """Latency, peak memory and saved-for-backward bytes of one training step; ResultRow fields.
+                          timing: TimingConfig, precision: Precision = Precision(),
+                          progress: bool = False) -> dict[str, Any]:
+    """Latency, peak memory and saved-for-backward bytes of one training step under ``precision``
+    (autocast, and gradient scaling for fp16, as ``mode=accuracy`` trains); ResultRow fields.
 
     ``model`` is left in eval mode with its gradients cleared.
     """
     image, mask = batch
     criterion = nn.CrossEntropyLoss(ignore_index=ignore_index)
     model.train()
-    update = training_update(model, train_cfg, criterion, num_classes, ignore_index)
+    update = training_update(model, train_cfg, criterion, num_classes, ignore_index, precision)
     optimizers = [optimized.optimizer for optimized in update.optimizers]
 
     def step() -> None:
@@ -107,14 +109,18 @@ def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch:
     inputs = tensor_bytes([image, mask])
     latency = measure_latency(step, device, replace(timing, warmup_iters=max(0, timing.warmup_iters - passed)),
                               progress=progress)
-    saved = saved_for_backward_bytes(lambda: criterion(model(image), mask),
-                                     exclude=[*parameters, *model.buffers()])
+    def forward_and_loss() -> torch.Tensor:
+        with precision.autocast():
+            return criterion(model(image), mask)
+
+    saved = saved_for_backward_bytes(forward_and_loss, exclude=[*parameters, *model.buffers()])
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
     model.eval()
     batch_size = image.shape[0]
     return {
         "train_optimizer": type(optimizers[0]).__name__,
+        "train_precision": precision.name,
         "train_latency_ms_median": latency.median_ms,
         "train_latency_ms_iqr": latency.iqr_ms,
         "train_latency_ms_p90": latency.p90_ms,
