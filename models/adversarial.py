@@ -8,9 +8,9 @@ segmentor's class probabilities, given the image; adversary and segmentor are up
 the segmentor's (so the harness profiles it like any segmentor); training code uses its
 ``.segmentor`` and ``.adversary``.
 
-What is confirmed, and from where (the paper's full text could not be consulted here; the
-sources read were its abstract, /work/shared/reference/published.md, the shortscience.org summary
-of arXiv:1611.08408 and one third-party re-implementation):
+What rests on what (the paper's full text could not be consulted while writing this module; the
+sources read were its abstract, the shortscience.org summary of arXiv:1611.08408 and the public
+re-implementations named below):
 
 - The three input encodings of a label map y (sec. 3.2): "basic" (the C-channel map itself),
   "product" (each class map multiplied with each RGB channel: 3C channels) and "scaling" (the
@@ -18,32 +18,36 @@ of arXiv:1611.08408 and one third-party re-implementation):
   classes scaled down). Implemented as y_il = max(tau, s_il) for the true class l and
   y_ij = s_ij (1 - y_il) / (1 - s_il) for j != l, with s the segmentor's own probabilities for the
   same image, so each pixel still sums to 1; predicted maps are used as they are (this exact
-  formula is the paper's as recalled and as specified for segbench, not re-read in the text). The summary adds
-  that for "basic" the paper found leaving the RGB image out did not change the results.
-- Two Pascal VOC adversaries with a large and a small field of view ("LargeFOV", "SmallFOV"),
-  stacks of convolutions and max-pools ending in a real/fake output; SmallFOV uses 1x1
-  convolutions in place of some 3x3. The re-implementation (albertbou's
-  AdversarialSemanticSegmentation, ``smallFOV``) gives SmallFOV as conv3 96, conv1 128, pool,
-  conv3 256, conv1 256, pool, conv3 512, conv1 2, with ReLU between.
+  formula is the paper's as recalled and as specified for segbench, not re-read in the text). The
+  summary adds that for "basic" the paper found leaving the RGB image out did not change the results.
+- The four Pascal VOC adversaries, LargeFOV, LargeFOV-light, SmallFOV and SmallFOV-light
+  (``field_of_view`` large | small, ``light`` true for the narrower ones): the layer lists in
+  ``_LAYERS`` are those of the Chainer re-implementation
+  https://github.com/oyam/Semantic-Segmentation-using-Adversarial-Networks, files
+  models/discriminators/largefov.py, largefov_light.py, smallfov.py and smallfov_light.py, whose
+  product-encoding input (3C channels), convolution widths and kernels, 2x2 stride-2 max-pools,
+  ReLU after every convolution but the last and average over locations are followed here. The
+  PyTorch re-implementation https://github.com/nexus-kgp/adsemseg (models/discriminator.py) has
+  only LargeFOV, with the same layers. The light variants keep the kernels and halve the widths
+  after the first pool, so they keep the fields of view. The fields of view, 34 x 34 (LargeFOV)
+  and 18 x 18 (SmallFOV) label-map pixels, are the figures recalled from the paper's text and
+  follow from the layer lists (tests/test_models_dense_unet.py checks all four by a gradient probe).
 
 What is assumed (the nearest faithful reading where the paper could not be checked):
 
-- The layer stacks, recalled from the paper's Figure 2 and consistent with the source above:
-  LargeFOV: conv3 96, conv3 128, conv3 128, pool, conv3 256, conv3 256, pool, conv3 512, conv3 out;
-  SmallFOV: conv3 96, conv1 128, conv1 128, pool, conv3 256, conv1 256, pool, conv3 512, conv1 out.
-  Their fields of view, 34 x 34 and 18 x 18 label-map pixels (checked in the tests), are the
-  figures recalled from the paper's text; the re-implementation's SmallFOV (one 1x1 layer fewer)
-  has the same 18 x 18.
 - The image path for "basic" and "scaling": the RGB image is concatenated with the encoded label
   map as extra input channels. That equals an image branch and a label-map branch, each one
   first-layer convolution, fused by addition, and keeps the fields of view above; the paper's
-  Stanford Background adversary (per the re-implementation) instead fuses a 5x5 label branch
-  (C -> 64) with a two-layer 5x5 image branch (3 -> 16 -> 64). "product" already contains the
-  image, so it has no image path. ``use_image=False`` drops the path (the finding for "basic").
-- The last convolution has one output, a logit, where the paper's has two (real / fake; a two-way
-  softmax is a sigmoid of the logit difference), and the per-location logits are averaged into one
-  logit per image. ReLU follows every convolution but the last; no normalisation layers;
-  convolutions are zero-padded so any input of at least 4 x 4 (two poolings) works.
+  Stanford Background adversary (per a third-party re-implementation, albertbou's
+  AdversarialSemanticSegmentation, not re-read for this version) instead fuses a 5x5 label
+  branch (C -> 64) with a two-layer 5x5 image branch (3 -> 16 -> 64). "product" already contains
+  the image, so it has no image path. ``use_image=False`` drops the path (the finding for "basic").
+- The last convolution has one output, a logit, where the re-implementations' have two (real /
+  fake; a two-way softmax is a sigmoid of the logit difference), and the per-location logits are
+  averaged into one logit per image. No normalisation layers. Convolutions are padded by
+  kernel // 2, so a 1x1 convolution keeps the grid (oyam's pads its 1x1 convolutions by 1, which
+  grows each map by a zero-input border that then enters the average) and any input of at least
+  4 x 4 (two poolings) works.
 - In "scaling", s is detached: the softened ground truth is a fixed input to the adversary, so the
   real-pair term stays independent of the segmentor's parameters, as the paper's segmentor
   objective treats it (recalled: only the fake-pair term is kept for the segmentor update).
@@ -59,10 +63,14 @@ from models.registry import create_model, register_model
 ENCODINGS = ("basic", "product", "scaling")
 
 # (kernel, output channels) per convolution, "M" a 2x2 max-pool; the last convolution gives the logit.
+# Keyed by (field_of_view, light): LargeFOV, LargeFOV-light, SmallFOV, SmallFOV-light.
 _LAYERS = {
-    "large": [(3, 96), (3, 128), (3, 128), "M", (3, 256), (3, 256), "M", (3, 512), (3, 1)],
-    "small": [(3, 96), (1, 128), (1, 128), "M", (3, 256), (1, 256), "M", (3, 512), (1, 1)],
+    ("large", False): [(3, 96), (3, 128), (3, 128), "M", (3, 256), (3, 256), "M", (3, 512), (3, 1)],
+    ("large", True): [(3, 96), (3, 128), (3, 128), "M", (3, 128), (3, 128), "M", (3, 256), (3, 1)],
+    ("small", False): [(3, 96), (1, 128), "M", (3, 256), (1, 256), "M", (3, 512), (1, 1)],
+    ("small", True): [(3, 96), (1, 128), "M", (3, 128), (1, 128), "M", (3, 256), (1, 1)],
 }
+FIELDS_OF_VIEW = ("large", "small")
 
 
 def encoded_channels(encoding: str, num_classes: int, image_channels: int = 3) -> int:
@@ -101,20 +109,25 @@ def _scale_ground_truth(onehot: torch.Tensor, s: torch.Tensor, tau: float) -> to
 
 
 class Adversary(nn.Module):
-    """Luc et al.'s Pascal VOC adversary: ``forward(image, label_map)`` gives N real/fake logits."""
+    """Luc et al.'s Pascal VOC adversary: ``forward(image, label_map)`` gives N real/fake logits.
+
+    ``field_of_view`` "large" or "small" and ``light`` pick LargeFOV, LargeFOV-light, SmallFOV or
+    SmallFOV-light.
+    """
 
     min_input_size = 4   # two 2x2 max-pools
 
     def __init__(self, num_classes: int, encoding: str = "product", field_of_view: str = "large",
-                 tau: float = 0.9, image_channels: int = 3, use_image: bool | None = None):
+                 tau: float = 0.9, image_channels: int = 3, use_image: bool | None = None,
+                 light: bool = False):
         super().__init__()
-        if field_of_view not in _LAYERS:
-            raise ValueError(f"field_of_view must be one of {tuple(_LAYERS)}, got {field_of_view!r}")
+        if field_of_view not in FIELDS_OF_VIEW:
+            raise ValueError(f"field_of_view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}")
         self.encoding, self.tau = encoding, tau
         self.use_image = encoding != "product" if use_image is None else use_image
         channels = encoded_channels(encoding, num_classes, image_channels) + (image_channels if self.use_image else 0)
         layers: list[nn.Module] = []
-        for spec in _LAYERS[field_of_view]:
+        for spec in _LAYERS[field_of_view, bool(light)]:
             if spec == "M":
                 layers.append(nn.MaxPool2d(2))
                 continue
@@ -157,9 +170,10 @@ class AdversarialSegmentor(nn.Module):
 
 @register_model
 def adversarial(num_classes: int, in_channels: int = 3, segmentor: str = "dilated_frontend",
-                encoding: str = "product", field_of_view: str = "large", tau: float = 0.9,
-                **segmentor_kwargs) -> AdversarialSegmentor:
-    """Luc et al. 2016: ``segmentor`` (any registered model, built now by name) plus its adversary."""
+                encoding: str = "product", field_of_view: str = "large", light: bool = False,
+                tau: float = 0.9, **segmentor_kwargs) -> AdversarialSegmentor:
+    """Luc et al. 2016: ``segmentor`` (any registered model, built now by name) plus its adversary
+    (``field_of_view`` and ``light``: LargeFOV, LargeFOV-light, SmallFOV or SmallFOV-light)."""
     return AdversarialSegmentor(
         create_model(segmentor, num_classes=num_classes, in_channels=in_channels, **segmentor_kwargs),
-        Adversary(num_classes, encoding, field_of_view, tau, image_channels=in_channels))
+        Adversary(num_classes, encoding, field_of_view, tau, image_channels=in_channels, light=light))

@@ -1,20 +1,27 @@
 """FC-DenseNet (Jegou et al. 2016), U-Net (Ronneberger et al. 2015) and Luc et al.'s adversary.
 
-Parameter counts are worked out here by arithmetic from the papers' layer tables, independently
-of the model code, and compared with the published figures (/work/shared/reference/published.md).
+Parameter counts are worked out here by arithmetic from the papers' layer tables (Tiramisu,
+Jegou et al. 2016, Tables 2 and 3; U-Net, Ronneberger et al. 2015, Fig. 1) and, for the
+adversaries, from the layer lists of the public re-implementation
+https://github.com/oyam/Semantic-Segmentation-using-Adversarial-Networks
+(models/discriminators/*.py), independently of the model code, and compared with the published
+figures.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.autograd.graph import saved_tensors_hooks
 
+from bench.jobspec import JobSpec
 from models import create_model, list_models
 from models.adversarial import Adversary, encode, encoded_channels
 from models.common import InputTooSmallError
 from models.unet import UNetBody, smallest_valid_tile, valid_output_size
+from tests.conftest import ROOT
 
 CAMVID_CLASSES = 11
 TIRAMISU = {  # Tiramisu Table 2 (layout, growth rate) and Table 3 (published parameters)
@@ -205,16 +212,63 @@ def test_adversary_encodings_channels_and_output_shape(encoding, channels, with_
     assert adversary(image, probs).shape == (2,)
 
 
-@pytest.mark.parametrize("field_of_view,expected", [("large", 34), ("small", 18)])
-def test_adversary_field_of_view(field_of_view, expected):
-    size, jump = 1, 1
-    for layer in Adversary(5, "product", field_of_view).layers:
-        if isinstance(layer, nn.Conv2d):
-            size += (layer.kernel_size[0] - 1) * jump
-        elif isinstance(layer, nn.MaxPool2d):
-            size += (layer.kernel_size - 1) * jump
-            jump *= layer.stride
-    assert size == expected
+# Luc et al.'s four adversaries as (kernel, width) per convolution, written out from oyam's
+# models/discriminators/{largefov,largefov_light,smallfov,smallfov_light}.py (pools left out: they
+# have no parameters), with segbench's single-logit output in place of their two outputs.
+ADVERSARY_CONVS = {
+    ("large", False): [(3, 96), (3, 128), (3, 128), (3, 256), (3, 256), (3, 512), (3, 1)],
+    ("large", True): [(3, 96), (3, 128), (3, 128), (3, 128), (3, 128), (3, 256), (3, 1)],
+    ("small", False): [(3, 96), (1, 128), (3, 256), (1, 256), (3, 512), (1, 1)],
+    ("small", True): [(3, 96), (1, 128), (3, 128), (1, 128), (3, 256), (1, 1)],
+}
+# The fields of view the paper reports for LargeFOV and SmallFOV; the light variants share the
+# kernels and pools of their full-width counterparts.
+ADVERSARY_FIELD = {("large", False): 34, ("large", True): 34, ("small", False): 18, ("small", True): 18}
+
+
+@pytest.mark.parametrize("variant", list(ADVERSARY_CONVS))
+def test_adversary_parameters_follow_the_layer_lists(variant):
+    classes = 21                         # Pascal VOC, the paper's adversaries' data set
+    channels, expected = 3 * classes, 0  # product encoding: 3C input channels, no image path
+    for kernel, width in ADVERSARY_CONVS[variant]:
+        expected += kernel * kernel * channels * width + width
+        channels = width
+    field_of_view, light = variant
+    adversary = Adversary(classes, "product", field_of_view, light=light)
+    assert sum(p.numel() for p in adversary.parameters()) == expected
+
+
+@pytest.mark.parametrize("variant", list(ADVERSARY_FIELD))
+def test_adversary_field_of_view(variant):
+    """A gradient probe: the label-map pixels that one central output location depends on.
+
+    Max-pools pass gradient to one pixel per window and ReLUs can be dead, so the probe swaps them
+    for 2x2 average pools and identities: the same geometry, with every path carrying gradient.
+    """
+    field_of_view, light = variant
+    adversary = Adversary(3, "basic", field_of_view, use_image=False, light=light).double()
+    probe = nn.Sequential(*[nn.AvgPool2d(2) if isinstance(layer, nn.MaxPool2d)
+                            else nn.Identity() if isinstance(layer, nn.ReLU) else layer
+                            for layer in adversary.layers])
+    label_map = torch.rand(1, 3, 64, 64, dtype=torch.float64, requires_grad=True)
+    scores = probe(label_map)
+    assert scores.shape == (1, 1, 16, 16)
+    scores[0, 0, 8, 8].backward()
+    rows, cols = label_map.grad.abs().sum(dim=(0, 1)).nonzero(as_tuple=True)
+    size = (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1)
+    assert size == (ADVERSARY_FIELD[variant],) * 2
+
+
+def test_adversary_variant_from_the_model_config():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", ["model=adversarial", "model.segmentor=unet", "model.field_of_view=small",
+                                 "model.light=true"])
+    spec = JobSpec.from_config(cfg)
+    assert spec.model_kwargs["light"] is True
+    with torch.device("meta"):
+        model = create_model(spec.model, num_classes=5, **spec.model_kwargs)
+    convs = [(m.kernel_size[0], m.out_channels) for m in model.adversary.layers if isinstance(m, nn.Conv2d)]
+    assert convs == ADVERSARY_CONVS["small", True]
 
 
 def test_scaling_encoding_softens_ground_truth():
