@@ -123,11 +123,13 @@ class Adversary(nn.Module):
         super().__init__()
         if field_of_view not in FIELDS_OF_VIEW:
             raise ValueError(f"field_of_view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}")
+        if not isinstance(light, bool):   # bool("false") would silently pick the light widths
+            raise TypeError(f"light must be true or false, got {light!r}")
         self.encoding, self.tau = encoding, tau
         self.use_image = encoding != "product" if use_image is None else use_image
         channels = encoded_channels(encoding, num_classes, image_channels) + (image_channels if self.use_image else 0)
         layers: list[nn.Module] = []
-        for spec in _LAYERS[field_of_view, bool(light)]:
+        for spec in _LAYERS[field_of_view, light]:
             if spec == "M":
                 layers.append(nn.MaxPool2d(2))
                 continue
@@ -170,8 +172,8 @@ class AdversarialSegmentor(nn.Module):
 
 @register_model
 def adversarial(num_classes: int, in_channels: int = 3, segmentor: str = "dilated_frontend",
-                encoding: str = "product", field_of_view: str = "large", light: bool = False,
-                tau: float = 0.9, **segmentor_kwargs) -> AdversarialSegmentor:
+                encoding: str = "product", field_of_view: str = "large", tau: float = 0.9,
+                light: bool = False, **segmentor_kwargs) -> AdversarialSegmentor:
     """Luc et al. 2016: ``segmentor`` (any registered model, built now by name) plus its adversary
     (``field_of_view`` and ``light``: LargeFOV, LargeFOV-light, SmallFOV or SmallFOV-light)."""
     return AdversarialSegmentor(

