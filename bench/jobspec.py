@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bench.backends import BACKENDS
+
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("profile", "accuracy", "eval")
 
@@ -50,7 +52,7 @@ class JobSpec:
     batch_size: int
     precision: str
     channels_last: bool
-    compile: bool
+    backend: str
     threads: int | None
 
     @classmethod
@@ -63,6 +65,7 @@ class JobSpec:
             raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
         if cfg.mode == "eval" and not cfg.checkpoint:
             raise ConfigError("mode=eval needs checkpoint=PATH (a checkpoint.pt written by mode=accuracy)")
+        backend = _backend(cfg)
         model = _plain(cfg.model)
         height, width = parse_resolution(cfg.resolution)
         return cls(
@@ -77,13 +80,29 @@ class JobSpec:
             batch_size=int(cfg.batch_size),
             precision=cfg.precision,
             channels_last=bool(cfg.channels_last),
-            compile=bool(cfg.compile),
+            backend=backend,
             threads=None if cfg.threads is None else int(cfg.threads),
         )
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         return PRECISIONS[self.precision]
+
+
+def _backend(cfg: DictConfig) -> str:
+    """``backend``, with the old ``compile=true`` read as ``backend=compile`` (the same job key)."""
+    backend = cfg.get("backend", "eager")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if cfg.get("compile"):
+        if backend not in ("eager", "compile"):
+            raise ConfigError(f"compile=true is the old spelling of backend=compile and cannot be "
+                              f"combined with backend={backend}; drop compile=true")
+        backend = "compile"
+    if backend == "onnxruntime" and (cfg.precision != "fp32" or cfg.channels_last):
+        raise ConfigError("backend=onnxruntime runs the exported fp32 graph in ONNX Runtime's own "
+                          "layout: use precision=fp32 channels_last=false with it")
+    return backend
 
 
 def _key(cfg: DictConfig, with_seed: bool) -> str:
@@ -97,7 +116,7 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
         "checkpoint": cfg.checkpoint if spec.mode == "eval" else None,
     }
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    flags = "".join(["_cl" if spec.channels_last else "", "_compiled" if spec.compile else ""])
+    flags = "".join(["_cl" if spec.channels_last else "", "" if spec.backend == "eager" else f"_{spec.backend}"])
     seed = f"_s{int(cfg.seed)}" if with_seed else ""
     return (f"{spec.model}_{spec.dataset}_{spec.device}_{spec.height}x{spec.width}_b{spec.batch_size}"
             f"_{spec.precision}{flags}_{spec.mode}{seed}_{digest}")

@@ -68,7 +68,7 @@ def _base_row(cfg: DictConfig, run_id: str) -> ResultRow:
         model=spec.model, model_kwargs=spec.model_kwargs, dataset=spec.dataset,
         num_classes=int(cfg.dataset.num_classes), device=spec.device, height=spec.height,
         width=spec.width, batch_size=spec.batch_size, precision=spec.precision,
-        channels_last=spec.channels_last, compile=spec.compile, threads=spec.threads,
+        channels_last=spec.channels_last, backend=spec.backend, threads=spec.threads,
         config=OmegaConf.to_container(cfg, resolve=True),
         **{k: v for k, v in environment(torch.device("cpu")).items() if k != "device_name"},
     )
@@ -108,7 +108,10 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             measured = profile_model(
                 model, spec, num_classes, in_channels, device, timing, batch_size,
                 train_cfg=cfg.train if cfg.measure.train_step else None,
-                ignore_index=int(cfg.dataset.ignore_index), progress=bool(cfg.progress))
+                ignore_index=int(cfg.dataset.ignore_index), progress=bool(cfg.progress),
+                cache_dir=Path(cfg.results_dir) / "cache",
+                min_agreement=float(cfg.parity.min_argmax_agreement),
+                peak_flops=bool(cfg.measure.peak_flops))
             break
         except OOM_ERRORS:
             if cfg.oom_policy != "halve" or batch_size == 1:

@@ -11,7 +11,7 @@ import pandas as pd
 from bench.report.repeats import repeat_groups, spread_text, train_limits
 
 #: The order rows appear in every table.
-SORT_KEYS = ["model", "dataset", "device", "pixels", "batch_size", "precision", "mode"]
+SORT_KEYS = ["model", "dataset", "device", "pixels", "batch_size", "precision", "backend", "mode"]
 
 
 def fmt(value, spec: str = "{:.2f}") -> str:
@@ -60,6 +60,7 @@ def headline_table(current: pd.DataFrame) -> pd.DataFrame:
         "resolution": rows["resolution"],
         "batch": rows["batch_size"].map(lambda b: fmt(b, "{:.0f}")),
         "precision": rows["precision"],
+        "backend": rows["backend"],
         "params (M)": rows["params_m"].map(fmt),
         "GFLOP/img": rows["gflops_per_image"].map(lambda v: fmt(v, "{:.1f}")),
         "latency/batch ms, median (IQR)": [_latency(r) for r in rows.itertuples()],
