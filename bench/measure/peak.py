@@ -52,15 +52,15 @@ def measure_peak(device: torch.device, dtype: torch.dtype, timing: TimingConfig,
 
 
 def cached_peak(cache_dir: Path, device: torch.device, device_name: str, dtype: torch.dtype,
-                timing: TimingConfig) -> dict:
+                timing: TimingConfig, size: int = PEAK_SIZE) -> dict:
     """The peak for this environment from ``cache_dir``, measured and stored on the first call."""
     environment = {"device": device_name, "type": device.type, "dtype": str(dtype),
-                   "threads": torch.get_num_threads(), "torch": torch.__version__, "size": PEAK_SIZE}
+                   "threads": torch.get_num_threads(), "torch": torch.__version__, "size": size}
     digest = hashlib.sha1(json.dumps(environment, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / f"{device.type}_{str(dtype).removeprefix('torch.')}_{digest}.json"
     if path.exists():
         return json.loads(path.read_text())
-    peak = {**measure_peak(device, dtype, timing), "environment": environment}
+    peak = {**measure_peak(device, dtype, timing, size), "environment": environment}
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".json.tmp")
     with os.fdopen(fd, "w") as out:
