@@ -114,8 +114,10 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
         "timer": latency.timer,
     })
     if peak_flops:
+        # The loop's default settings, not the sweep's: one method for the peak, whichever sweep
+        # happens to measure it first.
         peak = cached_peak(cache_dir / "peak", device, device_name(device),
-                           spec.autocast_dtype or torch.float32, timing)
+                           spec.autocast_dtype or torch.float32, TimingConfig())
         fields.update(efficiency_fields(flops / batch_size, batch_size, latency.median_ms, peak))
     if train_cfg is not None and spec.autocast_dtype is None and spec.backend == "eager":
         batch = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes,

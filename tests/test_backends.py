@@ -186,3 +186,19 @@ def test_a_mismatch_is_recorded_with_its_figures_and_does_not_fail_the_sweep(ben
     assert mismatch.status == "mismatch" and mismatch.parity_threshold == 0.999
     assert mismatch.parity_argmax_agreement < 0.5 and mismatch.latency_ms_median is None
     assert "parity.min_argmax_agreement" in mismatch.error
+
+
+def test_make_bench_backend_rows_pair_with_its_eager_rows():
+    """sweep=backends' rows are compared with sweep=resolutions' eager rows of the same setting."""
+    def grid(name: str):
+        with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+            cfg = compose("config", [f"sweep={name}"], return_hydra_config=True)
+        return cfg, {key: str(value).split(",") for key, value in cfg.hydra.sweeper.params.items()}
+
+    backends, backend_grid = grid("backends")
+    eager, eager_grid = grid("resolutions")
+    assert backend_grid["backend"] == ["onnxruntime"] and eager.backend == "eager"
+    assert set(backend_grid["model"]) <= set(eager_grid["model"])
+    assert (backends.mode, backends.threads, backends.batch_size) == (eager.mode, eager.threads, eager.batch_size)
+    assert eager_grid["resolution"] == [backends.resolution]
+    assert backends.measure == eager.measure
