@@ -141,7 +141,8 @@ def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The distinct values of each environment column across ``frame``'s rows."""
     names = {"host": "hosts", "device_name": "device names", "torch_version": "torch",
              "cuda_version": "CUDA", "python_version": "Python", "threads": "CPU threads",
-             "git_commit": "git commits", "segbench_version": "segbench"}
+             "git_commit": "git commits", "segbench_version": "segbench",
+             "backend_runtime": "backend runtimes", "peak_method": "peak FLOP/s measured as"}
     records = [{"": label, "values": distinct(frame[column])} for column, label in names.items()]
     return pd.DataFrame.from_records(records)
 
