@@ -107,8 +107,14 @@ def _backend(cfg: DictConfig) -> str:
 
 def _key(cfg: DictConfig, with_seed: bool) -> str:
     spec = JobSpec.from_config(cfg)
+    # Keys written before the backend axis stay valid (resume skips their jobs): eager and
+    # compile hash as the old ``compile`` flag did; only newer backends add a ``backend`` entry.
+    keyed_spec = {k: v for k, v in spec.__dict__.items() if k != "backend"}
+    keyed_spec["compile"] = spec.backend == "compile"
+    if spec.backend not in ("eager", "compile"):
+        keyed_spec["backend"] = spec.backend
     keyed = {
-        "spec": spec.__dict__,
+        "spec": keyed_spec,
         "seed": int(cfg.seed) if with_seed else None,
         "dataset": _plain(cfg.dataset),
         "train": _plain(cfg.train) if spec.mode == "accuracy" else None,
@@ -116,7 +122,8 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
         "checkpoint": cfg.checkpoint if spec.mode == "eval" else None,
     }
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    flags = "".join(["_cl" if spec.channels_last else "", "" if spec.backend == "eager" else f"_{spec.backend}"])
+    backend_flag = {"eager": "", "compile": "_compiled"}.get(spec.backend, f"_{spec.backend}")
+    flags = "".join(["_cl" if spec.channels_last else "", backend_flag])
     seed = f"_s{int(cfg.seed)}" if with_seed else ""
     return (f"{spec.model}_{spec.dataset}_{spec.device}_{spec.height}x{spec.width}_b{spec.batch_size}"
             f"_{spec.precision}{flags}_{spec.mode}{seed}_{digest}")
