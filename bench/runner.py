@@ -187,6 +187,9 @@ def summary_line(row: ResultRow) -> str:
         parts.append(f"train step {row.train_latency_ms_median:.1f} ms, peak {row.train_peak_memory_mib:.0f} MiB")
     if row.miou is not None:
         parts.insert(0, f"mIoU {row.miou:.3f} ({row.split})")
+    if row.backend != "eager":
+        parts.insert(0, f"{row.backend}: argmax agreement with eager {row.parity_argmax_agreement:.4%}, "
+                        f"max abs logit diff {row.parity_max_abs_diff:.1e}")
     return f"{head}: " + ", ".join(parts)
 
 
