@@ -202,3 +202,15 @@ def test_make_bench_backend_rows_pair_with_its_eager_rows():
     assert (backends.mode, backends.threads, backends.batch_size) == (eager.mode, eager.threads, eager.batch_size)
     assert eager_grid["resolution"] == [backends.resolution]
     assert backends.measure == eager.measure
+
+
+@pytest.mark.slow
+def test_compile_backend_matches_eager_and_times_its_compile_apart(tmp_path):
+    # slow: with a cold Inductor cache it compiles for tens of seconds on a 2-core CPU, even at 32x32.
+    spec = JobSpec.from_config(job_config("backend=compile"))
+    fields = profile_model(seeded_fcn(), spec, CLASSES, 3, CPU, FAST, 1, cache_dir=tmp_path,
+                           peak_flops=False, train_cfg=job_config().train)
+    assert "status" not in fields and fields["parity_argmax_agreement"] == 1.0
+    assert fields["compile_seconds"] > 0 and fields["backend_exporter"].startswith("torch.compile")
+    assert fields["latency_ms_median"] > 0 and fields["peak_memory_mib"] > 0
+    assert "train_latency_ms_median" not in fields
