@@ -2,8 +2,6 @@
 
 * ``eager``: the ``nn.Module`` as written (the reference every other backend is checked against).
 * ``compile``: ``torch.compile`` (Inductor); the first, compiling call is timed on its own.
-
-The training step (``measure.train_step``) is measured in ``backend=eager`` rows only.
 * ``onnxruntime``: the model exported once with ``torch.onnx.export(..., dynamo=True)`` and run by
   an ONNX Runtime ``InferenceSession``: the CPU execution provider on CPU; on CUDA, TensorRT's and
   then CUDA's where the installed onnxruntime offers them (the CPU one stays as the fallback ORT
@@ -12,6 +10,8 @@ The training step (``measure.train_step``) is measured in ``backend=eager`` rows
 An exported file is cached under ``<results_dir>/cache/onnx/<key>.onnx``; the key covers the model,
 its options, the input shape, the weights and the exporter's version, so a retrained or re-seeded
 model is exported again, and a re-run reuses the file.
+
+The training step (``measure.train_step``) is measured in ``backend=eager`` rows only.
 """
 from __future__ import annotations
 
@@ -35,8 +35,6 @@ BACKENDS = ("eager", "compile", "onnxruntime")
 ONNX_EXPORTER = "torch.onnx.export(dynamo=True)"
 #: ORT's execution providers in the order segbench prefers them on a CUDA device.
 CUDA_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-
-
 ORT_MEMORY_COUNTER = ("process peak resident set (VmHWM after /proc/self/clear_refs) during the "
                       "session's first run, when ONNX Runtime's CPU arena grows: its allocator "
                       "exposes no statistics")
@@ -52,7 +50,7 @@ class Deployment:
 
 
 def weights_digest(model: nn.Module) -> str:
-    """SHA-1 of every parameter and buffer (names, shapes, dtypes, values), in state_dict order."""
+    """SHA-1 of every parameter and buffer (names, sizes, dtypes, values), in state_dict order."""
     digest = hashlib.sha1()
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous().reshape(-1)  # 1-d: view() below needs it for scalars
@@ -128,12 +126,16 @@ def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch
 
     # Later runs reuse the arena the first one grew, so the first run is the one to measure.
     resident = tensor_bytes([*model.parameters(), *model.buffers(), inputs])
-    activation = resident_peak_rise(run) if device.type == "cpu" else None
+    activation, counter = None, f"not measured: ONNX Runtime's {used[0]} memory is not read on {device.type}"
+    if device.type == "cpu":
+        try:
+            activation, counter = resident_peak_rise(run), ORT_MEMORY_COUNTER
+        except OSError as exc:  # no /proc/self (not Linux): the row says so, the job goes on
+            counter = f"not measured: {exc}"
     return Deployment(run, {
         "peak_memory_mib": None if activation is None else (resident + activation) / MIB,
         "activation_peak_mib": None if activation is None else activation / MIB,
-        "memory_counter": ORT_MEMORY_COUNTER if activation is not None
-        else f"not measured: ONNX Runtime's {used[0]} memory is not read on {device.type}",
+        "memory_counter": counter,
         "backend_exporter": f"{ONNX_EXPORTER}, torch {torch.__version__}",
         "backend_runtime": f"onnxruntime {ort.__version__}",
         "backend_provider": used[0],

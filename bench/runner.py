@@ -181,8 +181,9 @@ def summary_line(row: ResultRow) -> str:
         return f"{head}: {row.error}"
     parts = [f"{row.latency_ms_median:.2f} ms median (IQR {row.latency_ms_iqr:.2f}, n={row.latency_iters})",
              f"{row.params_total / 1e6:.2f} M params",
-             f"{row.flops_per_image / 1e9:.2f} GFLOP/img",
-             f"peak {row.peak_memory_mib:.0f} MiB"]
+             f"{row.flops_per_image / 1e9:.2f} GFLOP/img"]
+    if row.peak_memory_mib is not None:  # None: ONNX Runtime's memory off the CPU is not read
+        parts.append(f"peak {row.peak_memory_mib:.0f} MiB")
     if row.train_latency_ms_median is not None:
         parts.append(f"train step {row.train_latency_ms_median:.1f} ms, peak {row.train_peak_memory_mib:.0f} MiB")
     if row.miou is not None:
