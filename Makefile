@@ -22,6 +22,7 @@ bench: setup
 	$(PY) -m bench sweep=default $(ARGS) || status=1; \
 	$(PY) -m bench sweep=adversarial $(ARGS) || status=1; \
 	$(PY) -m bench sweep=resolutions $(ARGS) || status=1; \
+	$(PY) -m bench sweep=backends $(ARGS) || status=1; \
 	$(PY) -m bench.report || status=1; \
 	exit $$status
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bench.backends import BACKENDS
 from bench.updates import Precision
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -52,7 +53,7 @@ class JobSpec:
     batch_size: int
     precision: str
     channels_last: bool
-    compile: bool
+    backend: str
     threads: int | None
 
     @classmethod
@@ -65,6 +66,7 @@ class JobSpec:
             raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
         if cfg.mode == "eval" and not cfg.checkpoint:
             raise ConfigError("mode=eval needs checkpoint=PATH (a checkpoint.pt written by mode=accuracy)")
+        backend = _backend(cfg)
         model = _plain(cfg.model)
         height, width = parse_resolution(cfg.resolution)
         return cls(
@@ -79,7 +81,7 @@ class JobSpec:
             batch_size=int(cfg.batch_size),
             precision=cfg.precision,
             channels_last=bool(cfg.channels_last),
-            compile=bool(cfg.compile),
+            backend=backend,
             threads=None if cfg.threads is None else int(cfg.threads),
         )
 
@@ -100,10 +102,32 @@ def _train_identity(train_cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in _plain(train_cfg).items() if k not in RESUME_KEYS}
 
 
+def _backend(cfg: DictConfig) -> str:
+    """``backend``, with the old ``compile=true`` read as ``backend=compile`` (the same job key)."""
+    backend = cfg.get("backend", "eager")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if cfg.get("compile"):
+        if backend not in ("eager", "compile"):
+            raise ConfigError(f"compile=true is the old spelling of backend=compile and cannot be "
+                              f"combined with backend={backend}; drop compile=true")
+        backend = "compile"
+    if backend == "onnxruntime" and (cfg.precision != "fp32" or cfg.channels_last):
+        raise ConfigError("backend=onnxruntime runs the exported fp32 graph in ONNX Runtime's own "
+                          "layout: use precision=fp32 channels_last=false with it")
+    return backend
+
+
 def _key(cfg: DictConfig, with_seed: bool) -> str:
     spec = JobSpec.from_config(cfg)
+    # Keys written before the backend axis stay valid (resume skips their jobs): eager and
+    # compile hash as the old ``compile`` flag did; only newer backends add a ``backend`` entry.
+    keyed_spec = {k: v for k, v in spec.__dict__.items() if k != "backend"}
+    keyed_spec["compile"] = spec.backend == "compile"
+    if spec.backend not in ("eager", "compile"):
+        keyed_spec["backend"] = spec.backend
     keyed = {
-        "spec": spec.__dict__,
+        "spec": keyed_spec,
         "seed": int(cfg.seed) if with_seed else None,
         "dataset": _plain(cfg.dataset),
         "train": _train_identity(cfg.train) if spec.mode == "accuracy" else None,
@@ -111,7 +135,8 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
         "checkpoint": cfg.checkpoint if spec.mode == "eval" else None,
     }
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    flags = "".join(["_cl" if spec.channels_last else "", "_compiled" if spec.compile else ""])
+    backend_flag = {"eager": "", "compile": "_compiled"}.get(spec.backend, f"_{spec.backend}")
+    flags = "".join(["_cl" if spec.channels_last else "", backend_flag])
     seed = f"_s{int(cfg.seed)}" if with_seed else ""
     return (f"{spec.model}_{spec.dataset}_{spec.device}_{spec.height}x{spec.width}_b{spec.batch_size}"
             f"_{spec.precision}{flags}_{spec.mode}{seed}_{digest}")

@@ -70,7 +70,7 @@ def _base_row(cfg: DictConfig, run_id: str) -> ResultRow:
         model=spec.model, model_kwargs=spec.model_kwargs, dataset=spec.dataset,
         num_classes=int(cfg.dataset.num_classes), device=spec.device, height=spec.height,
         width=spec.width, batch_size=spec.batch_size, precision=spec.precision,
-        channels_last=spec.channels_last, compile=spec.compile, threads=spec.threads,
+        channels_last=spec.channels_last, backend=spec.backend, threads=spec.threads,
         config=OmegaConf.to_container(cfg, resolve=True),
         **{k: v for k, v in environment(torch.device("cpu")).items() if k != "device_name"},
     )
@@ -116,7 +116,10 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             measured = profile_model(
                 model, spec, num_classes, in_channels, device, timing, batch_size,
                 train_cfg=cfg.train if cfg.measure.train_step else None,
-                ignore_index=int(cfg.dataset.ignore_index), progress=bool(cfg.progress))
+                ignore_index=int(cfg.dataset.ignore_index), progress=bool(cfg.progress),
+                cache_dir=Path(cfg.results_dir) / "cache",
+                min_agreement=float(cfg.parity.min_argmax_agreement),
+                peak_flops=bool(cfg.measure.peak_flops))
             break
         except OOM_ERRORS:
             if cfg.oom_policy != "halve" or batch_size == 1:
@@ -186,14 +189,18 @@ def summary_line(row: ResultRow) -> str:
         return f"{head}: {row.error}"
     parts = [f"{row.latency_ms_median:.2f} ms median (IQR {row.latency_ms_iqr:.2f}, n={row.latency_iters})",
              f"{row.params_total / 1e6:.2f} M params",
-             f"{row.flops_per_image / 1e9:.2f} GFLOP/img",
-             f"peak {row.peak_memory_mib:.0f} MiB"]
+             f"{row.flops_per_image / 1e9:.2f} GFLOP/img"]
+    if row.peak_memory_mib is not None:  # None: ONNX Runtime's memory off the CPU is not read
+        parts.append(f"peak {row.peak_memory_mib:.0f} MiB")
     if row.train_latency_ms_median is not None:
         parts.append(f"train step {row.train_latency_ms_median:.1f} ms, peak {row.train_peak_memory_mib:.0f} MiB")
     if row.miou is not None:
         parts.insert(0, f"mIoU {row.miou:.3f} ({row.split})")
     if row.resumed_from_step is not None:
         parts.insert(0, f"resumed from step {row.resumed_from_step}")
+    if row.backend != "eager":
+        parts.insert(0, f"{row.backend}: argmax agreement with eager {row.parity_argmax_agreement:.4%}, "
+                        f"max abs logit diff {row.parity_max_abs_diff:.1e}")
     return f"{head}: " + ", ".join(parts)
 
 

@@ -13,7 +13,9 @@ from typing import Any
 SCHEMA_VERSION = 2
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
-STATUSES = ("ok", "error", "oom", "timeout", "unavailable")
+#: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
+#: with its parity figures and not timed; not a failure of the sweep).
+STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "mismatch")
 #: Job outcomes that make a sweep exit non-zero ("invalid": a config that names no job).
 FAILED_STATUSES = ("error", "oom", "timeout", "invalid")
 
@@ -48,7 +50,7 @@ class ResultRow:
     batch_size_used: int | None = None  # differs from batch_size only under oom_policy=halve
     precision: str = ""
     channels_last: bool = False
-    compile: bool = False
+    backend: str = "eager"             # eager | compile | onnxruntime (bench/backends.py)
     threads: int | None = None
     seed: int | None = None            # weight initialisation (top-level ``seed``); part of the job key
     repeat_key: str = ""               # the job key without the seed: rows sharing it are repeats
@@ -68,9 +70,26 @@ class ResultRow:
     latency_ms_mean: float | None = None
     latency_iters: int | None = None
     warmup_iters: int | None = None
-    compile_seconds: float | None = None
+    compile_seconds: float | None = None  # backend=compile: the first, compiling call
     throughput_ips: float | None = None  # images per second = batch_size / median latency
     timer: str = ""
+
+    # --- deployment backend (non-eager rows) ----------------------------------------------
+    backend_exporter: str = ""          # how the deployed form was made, with its version
+    backend_runtime: str = ""           # what runs it, with its version
+    backend_provider: str = ""          # onnxruntime: the execution provider that runs the graph
+    backend_provider_options: dict[str, Any] = field(default_factory=dict)  # providers used, their options, threads
+    export_seconds: float | None = None  # onnxruntime: export time (None when the cached file was reused)
+    export_file: str = ""               # onnxruntime: the cached .onnx file
+    parity_max_abs_diff: float | None = None     # largest |logit - eager logit| on the same input
+    parity_argmax_agreement: float | None = None  # fraction of pixels predicted as eager predicts them
+    parity_threshold: float | None = None         # the agreement below which status is mismatch
+
+    # --- efficiency: achieved FLOP/s against the machine's measured peak -------------------
+    achieved_flops_per_s: float | None = None   # flops_per_image x batch / median latency
+    peak_flops_per_s: float | None = None       # the machine's matmul peak in this precision
+    peak_fraction: float | None = None          # achieved / peak
+    peak_method: str = ""                       # how the peak was measured
 
     # --- memory (inference: one forward pass) ---------------------------------------------
     peak_memory_mib: float | None = None        # weights + input + peak of everything allocated

@@ -26,26 +26,17 @@ from omegaconf import OmegaConf
 import models
 from bench.jobspec import parse_resolution
 from bench.measure.latency import TimingConfig
-from bench.measure.memory import forward_peak_memory
+from bench.measure.memory import forward_peak_memory, resident_peak_rise
+from bench.measure.size import MIB
 from bench.measure.training import measure_training_step, training_batch, training_update
 
 CPU = torch.device("cpu")
 TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "train" / "default.yaml"
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def resident_rise_mib(run) -> float:
     """MiB the peak resident set rose above the resident set before ``run()``."""
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
-    run()
-    return (_status_kib("VmHWM") - before) / 1024
+    return resident_peak_rise(run) / MIB
 
 
 def measure_one(model_name: str, resolution: str, train: bool) -> str:

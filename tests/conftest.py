@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST_TIMING = ["measure.min_run_time=0.05", "measure.min_iters=3", "measure.warmup_iters=1", "progress=false"]
+# measure.peak_flops=false: a 2048x2048 matmul per fresh results directory would add ~1 s per test.
+FAST_TIMING = ["measure.min_run_time=0.05", "measure.min_iters=3", "measure.warmup_iters=1",
+               "measure.peak_flops=false", "progress=false"]
 
 
 def run_bench(results_dir: Path, *overrides: str, multirun: bool = False, timeout: float = 300):

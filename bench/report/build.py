@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report import html
+from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.plots import write_plots
 from bench.report.published import (
@@ -45,12 +46,13 @@ PUBLISHED_TABLES = ("Parameters", "mIoU", "SegNet Table 6", "Decoder storage",
 
 def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], out_dir: Path,
                    decoder_note: str = "", accuracy_heading: str = "Accuracy") -> list[Path]:
-    """headline.md, accuracy.md, failures.md and published.md (published vs measured, claims)."""
+    """headline.md, deployment.md, accuracy.md, failures.md and published.md (published vs measured, claims)."""
     published = "\n".join(f"## {title}\n\n{to_markdown(tables[title])}"
                           + (f"\n{decoder_note}\n" if title == "Decoder storage" else "")
                           for title in PUBLISHED_TABLES)
     texts = {
         "headline.md": f"# Headline\n\n{to_markdown(tables['Headline'])}",
+        "deployment.md": f"# Best deployment\n\n{to_markdown(tables['Best deployment'])}",
         "accuracy.md": f"# {accuracy_heading}\n\n{to_markdown(tables['Accuracy'])}",
         "failures.md": f"# Failures\n\n{to_markdown(tables['Failures'])}",
         "published.md": f"# Published vs measured\n\n{published}\n## Claims\n\n{_claims_markdown(claims)}",
@@ -73,6 +75,12 @@ def report_body(everything, current, unreadable, tables, claims, figures, notes,
         _counts_html(everything, current) + html.unreadable_notice(unreadable),
         "<h2>Headline</h2><p>Latency is per batch; throughput in images per second.</p>"
         + html.table_html(tables["Headline"]),
+        "<h2>Best deployment</h2><p>Per model, device, resolution and batch measured on more than "
+        "one backend, precision or layout: the fastest whose logits passed the parity check "
+        "against eager (argmax agreement at least <code>parity.min_argmax_agreement</code>), and "
+        "its speed-up over eager fp32. GFLOP/s is the model's FLOPs over the median latency; the "
+        "percentage is of the machine's measured matmul peak.</p>"
+        + html.table_html(tables["Best deployment"]),
         f"<h2>{html.esc(accuracy_heading(current))}</h2><p>One line per configuration: its seeds' "
         "mean ± standard deviation, the 95% t interval of the mean and n; the training budget and "
         "the steps it gave; the best validation point of each seed and the training time to the "
@@ -109,6 +117,7 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
     published = load_published()
     tables = {
         "Headline": headline_table(current),
+        "Best deployment": best_deployment_table(current),
         "Accuracy": accuracy_table(current),
         "Failures": failures_table(current),
         "Parameters": params_table(current, published),

@@ -18,7 +18,7 @@ from bench.store import ResultStore
 #: Rows store mIoU and per-class IoU as fractions (0-1); the papers print percentages.
 PERCENT = 100.0
 #: Nested columns stored as JSON text, so frames group, compare and serialise as plain values.
-JSON_COLUMNS = ("config", "model_kwargs", "learning_curve")
+JSON_COLUMNS = ("config", "model_kwargs", "learning_curve", "backend_provider_options")
 IOU_PREFIX = "iou."
 
 

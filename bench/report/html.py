@@ -125,7 +125,16 @@ def methods_html(current: pd.DataFrame) -> str:
                           "its peak memory = weights + gradients + optimizer state + batch + the "
                           f"rise during one more step, counted by {esc(distinct(ok['train_memory_counter']))}; "
                           "saved for backward = bytes autograd keeps from one forward pass and loss, "
-                          "each storage once, weights excluded. Measured in fp32 rows."),
+                          "each storage once, weights excluded. Measured in eager fp32 rows."),
+        ("Deployment backends", f"backends {esc(distinct(current['backend']))}; exported with "
+                                f"{esc(distinct(ok['backend_exporter']))} and run by "
+                                f"{esc(distinct(ok['backend_runtime']))}; each non-eager backend's "
+                                "logits compared with eager's on the same input before timing "
+                                "(max absolute difference, argmax agreement over the pixels; below "
+                                f"{esc(distinct(current['parity_threshold']))} the row is a mismatch "
+                                "and is not timed)."),
+        ("Efficiency", "achieved FLOP/s = FLOPs per image x batch / median latency; fraction of "
+                       f"the machine's peak measured as {esc(distinct(ok['peak_method']))}."),
         ("Accuracy", "a confusion matrix accumulated over the whole evaluation split (splits: "
                      f"{esc(distinct(ok['split']))}); IoU per class = TP / (TP + FP + FN); classes "
                      "absent from both prediction and ground truth are left out of the mean (mIoU)."),

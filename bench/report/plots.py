@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
+from bench.report.deployment import backend_latency_figure
 from bench.report.frame import IOU_PREFIX, iou_columns
 from bench.report.pareto import pareto_front
 
@@ -60,11 +61,13 @@ def _legend_outside(figure: Figure, axes: list) -> None:
 
 
 def _most_common_variant(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The rows of the most frequent (batch size, precision), so one panel compares like with like."""
-    counts = rows.groupby(["batch_size", "precision"]).size()
-    batch, precision = counts.idxmax()
-    chosen = rows[(rows["batch_size"] == batch) & (rows["precision"] == precision)]
-    return chosen, f"batch {batch:.0f}, {precision}"
+    """The rows of the most frequent (batch size, precision, backend), so one panel compares like
+    with like."""
+    counts = rows.groupby(["batch_size", "precision", "backend"]).size()
+    batch, precision, backend = counts.idxmax()
+    chosen = rows[(rows["batch_size"] == batch) & (rows["precision"] == precision)
+                  & (rows["backend"] == backend)]
+    return chosen, f"batch {batch:.0f}, {precision}, {backend}"
 
 
 def scaling_figure(current: pd.DataFrame, colors: dict, quantity: str, ylabel: str,
@@ -276,6 +279,8 @@ def write_plots(current: pd.DataFrame, out_dir: Path) -> tuple[list[tuple[Path, 
                         "Training memory against input size"),
          "Peak memory of one training step (weights, gradients, optimizer state, activations) "
          "against input resolution, per device."),
+        ("latency_per_backend.png", backend_latency_figure(current),
+         "Latency per batch of each model on each deployment backend that passed parity (fp32)."),
         ("params_vs_flops.png", params_flops_figure(current, colors), "Parameters against FLOPs (log-log)."),
         ("accuracy_vs_latency.png", accuracy_latency_figure(current, colors),
          "mIoU against latency; the dashed step line is the Pareto front."),

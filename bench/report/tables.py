@@ -11,7 +11,7 @@ import pandas as pd
 from bench.report.repeats import repeat_groups, spread_text, train_limits
 
 #: The order rows appear in every table.
-SORT_KEYS = ["model", "dataset", "device", "pixels", "batch_size", "precision", "mode"]
+SORT_KEYS = ["model", "dataset", "device", "pixels", "batch_size", "precision", "backend", "mode"]
 
 
 def fmt(value, spec: str = "{:.2f}") -> str:
@@ -60,6 +60,7 @@ def headline_table(current: pd.DataFrame) -> pd.DataFrame:
         "resolution": rows["resolution"],
         "batch": rows["batch_size"].map(lambda b: fmt(b, "{:.0f}")),
         "precision": rows["precision"],
+        "backend": rows["backend"],
         "params (M)": rows["params_m"].map(fmt),
         "GFLOP/img": rows["gflops_per_image"].map(lambda v: fmt(v, "{:.1f}")),
         "latency/batch ms, median (IQR)": [_latency(r) for r in rows.itertuples()],
@@ -140,7 +141,8 @@ def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The distinct values of each environment column across ``frame``'s rows."""
     names = {"host": "hosts", "device_name": "device names", "torch_version": "torch",
              "cuda_version": "CUDA", "python_version": "Python", "threads": "CPU threads",
-             "git_commit": "git commits", "segbench_version": "segbench"}
+             "git_commit": "git commits", "segbench_version": "segbench",
+             "backend_runtime": "backend runtimes", "peak_method": "peak FLOP/s measured as"}
     records = [{"": label, "values": distinct(frame[column])} for column, label in names.items()]
     return pd.DataFrame.from_records(records)
 

@@ -1,0 +1,173 @@
+"""Deployment backends: how the model is run for the latency and memory passes.
+
+* ``eager``: the ``nn.Module`` as written (the reference every other backend is checked against).
+* ``compile``: ``torch.compile`` (Inductor); the first, compiling call is timed on its own.
+* ``onnxruntime``: the model exported once with ``torch.onnx.export(..., dynamo=True)`` and run by
+  an ONNX Runtime ``InferenceSession``: the CPU execution provider on CPU; on CUDA, TensorRT's and
+  then CUDA's where the installed onnxruntime offers them (the CPU one stays as the fallback ORT
+  assigns unsupported nodes to). The session's inputs and outputs go through host memory.
+
+An exported file is cached under ``<results_dir>/cache/onnx/<key>.onnx``; the key covers the model,
+its options, the input shape, the weights and the exporter's version, so a retrained or re-seeded
+model is exported again, and a re-run reuses the file.
+
+The training step (``measure.train_step``) is measured in ``backend=eager`` rows only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from bench.measure.memory import forward_peak_memory, resident_peak_rise, tensor_bytes
+from bench.measure.size import MIB
+
+BACKENDS = ("eager", "compile", "onnxruntime")
+ONNX_EXPORTER = "torch.onnx.export(dynamo=True)"
+#: ORT's execution providers in the order segbench prefers them on a CUDA device.
+CUDA_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+ORT_MEMORY_COUNTER = ("process peak resident set (VmHWM after /proc/self/clear_refs) during the "
+                      "session's first run, when ONNX Runtime's CPU arena grows: its allocator "
+                      "exposes no statistics")
+
+
+@dataclass
+class Deployment:
+    """A model made ready on one backend: ``run()`` does one forward pass and returns the logits
+    as a torch tensor; ``fields`` are the ResultRow columns that describe how it was made and
+    its inference memory."""
+    run: Callable[[], torch.Tensor]
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-1 of every parameter and buffer (names, sizes, dtypes, values), in state_dict order."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)  # 1-d: view() below needs it for scalars
+        digest.update(f"{name}:{tensor.numel()}:{tensor.dtype}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def export_key(model_name: str, model_kwargs: dict[str, Any], shape: tuple[int, ...],
+               weights: str) -> str:
+    """The cache file's name: readable model and shape, then a digest of everything that shapes
+    the exported graph and its weights."""
+    keyed = {"model": model_name, "kwargs": model_kwargs, "shape": list(shape), "weights": weights,
+             "exporter": ONNX_EXPORTER, "torch": torch.__version__}
+    digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{model_name}_{'x'.join(map(str, shape))}_{digest}"
+
+
+def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> float:
+    """Export ``model`` at ``inputs``' shape to ``path`` atomically; returns the seconds taken.
+
+    The file is written beside ``path`` and renamed into place, so a killed export leaves no
+    partial file that a later run would take for a finished one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter's optimisation passes log every step at INFO, which Hydra's logging shows.
+    for name in ("onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    started = time.perf_counter()
+    program = torch.onnx.export(model, (inputs,), dynamo=True, verbose=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        # Inline weights: one self-contained file (every zoo model is far below protobuf's 2 GB).
+        program.save(tmp, external_data=False)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return time.perf_counter() - started
+
+
+def ort_providers(device: torch.device, available: list[str]) -> list[str]:
+    """The execution providers to ask for, best first, among those onnxruntime offers."""
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        preferred = [p for p in CUDA_PROVIDERS if p in available]
+        if preferred:
+            return [*preferred, "CPUExecutionProvider"]
+        raise RuntimeError(f"this onnxruntime offers no CUDA execution provider (it has {available}); "
+                           "install onnxruntime-gpu for backend=onnxruntime device=cuda")
+    raise RuntimeError(f"backend=onnxruntime supports device=cpu and device=cuda, not {device.type}")
+
+
+def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch.device,
+                           export_path: Path) -> Deployment:
+    """Export (or reuse the cached export) and open an ORT session with the torch thread count."""
+    import onnxruntime as ort
+
+    export_seconds = None
+    if not export_path.exists():
+        export_seconds = export_onnx(model, inputs, export_path)
+    options = ort.SessionOptions()
+    # The same number of threads as the eager rows, so the backends compete on equal cores.
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(export_path), options,
+                                   providers=ort_providers(device, ort.get_available_providers()))
+    feed = {session.get_inputs()[0].name: inputs.detach().cpu().numpy()}
+    used = session.get_providers()
+
+    def run() -> torch.Tensor:
+        return torch.from_numpy(session.run(None, feed)[0])
+
+    # Later runs reuse the arena the first one grew, so the first run is the one to measure.
+    resident = tensor_bytes([*model.parameters(), *model.buffers(), inputs])
+    activation, counter = None, f"not measured: ONNX Runtime's {used[0]} memory is not read on {device.type}"
+    if device.type == "cpu":
+        try:
+            activation, counter = resident_peak_rise(run), ORT_MEMORY_COUNTER
+        except OSError as exc:  # no /proc/self (not Linux): the row says so, the job goes on
+            counter = f"not measured: {exc}"
+    return Deployment(run, {
+        "peak_memory_mib": None if activation is None else (resident + activation) / MIB,
+        "activation_peak_mib": None if activation is None else activation / MIB,
+        "memory_counter": counter,
+        "backend_exporter": f"{ONNX_EXPORTER}, torch {torch.__version__}",
+        "backend_runtime": f"onnxruntime {ort.__version__}",
+        "backend_provider": used[0],
+        "backend_provider_options": {
+            "providers": used, **session.get_provider_options(),
+            "intra_op_num_threads": options.intra_op_num_threads},
+        "export_seconds": export_seconds,
+        "export_file": str(export_path),
+    })
+
+
+def compile_deployment(model: nn.Module, inputs: torch.Tensor, device: torch.device,
+                       autocast_dtype: torch.dtype | None) -> Deployment:
+    """``torch.compile(model)``; its first call compiles and is timed as ``compile_seconds``;
+    memory is read from torch's allocator as for eager, over a compiled pass."""
+    compiled = torch.compile(model)
+    autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode(), autocast:
+            return compiled(inputs)
+
+    started = time.perf_counter()
+    run()
+    compile_seconds = time.perf_counter() - started
+    memory = forward_peak_memory(compiled, inputs, device, autocast_dtype)
+    return Deployment(run, {
+        "backend_exporter": f"torch.compile (backend inductor), torch {torch.__version__}",
+        "backend_runtime": f"torch {torch.__version__}",
+        "compile_seconds": compile_seconds,
+        "peak_memory_mib": memory.peak_mib,
+        "activation_peak_mib": memory.activation_mib,
+        "tensor_activation_peak_mib": memory.tensor_activation_mib,
+        "memory_counter": memory.counter,
+    })

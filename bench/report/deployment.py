@@ -1,0 +1,99 @@
+"""The best deployment of each architecture: per model, device, threads, resolution and batch, the fastest
+backend/precision/layout whose predictions matched eager's (``status=ok``), and its speed-up over
+eager fp32; and a figure of latency per backend per model."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench.report.tables import fmt
+
+#: One deployment question: these are fixed, the backend, precision and layout vary.
+SETTING = ["model", "device", "threads", "resolution", "batch_size"]
+
+
+def _variant(row) -> str:
+    layout = ", channels_last" if row.channels_last else ""
+    return f"{row.backend} {row.precision}{layout}"
+
+
+def _timed(current: pd.DataFrame) -> pd.DataFrame:
+    """Rows that ran a latency loop or stopped at the parity check, one per variant of a setting."""
+    rows = current[current["status"].isin(["ok", "mismatch"])]
+    rows = rows[rows["latency_ms_median"].notna() | (rows["status"] == "mismatch")]
+    # Accuracy and profile rows of one variant time the same thing: keep the newest.
+    return rows.sort_values("finished_at").drop_duplicates(
+        [*SETTING, "backend", "precision", "channels_last"], keep="last")
+
+
+def _compared(group: pd.DataFrame) -> str:
+    parts = []
+    for row in group.sort_values("latency_ms_median", na_position="last").itertuples():
+        shown = "mismatch" if row.status == "mismatch" else f"{row.latency_ms_median:.2f} ms"
+        parts.append(f"{_variant(row)}: {shown}")
+    return "; ".join(parts)
+
+
+def best_deployment_table(current: pd.DataFrame) -> pd.DataFrame:
+    """One line per setting measured with more than one backend, precision or layout."""
+    lines = []
+    for setting, group in _timed(current).groupby(SETTING, sort=True):
+        if len(group) < 2:
+            continue
+        faithful = group[group["status"] == "ok"]
+        names = dict(zip(["model", "device", "threads", "resolution", "batch"], setting))
+        if faithful.empty:
+            lines.append({**names, "fastest faithful deployment": "none passed parity",
+                          "all variants": _compared(group)})
+            continue
+        best = faithful.loc[faithful["latency_ms_median"].idxmin()]
+        eager = faithful[(faithful["backend"] == "eager") & (faithful["precision"] == "fp32")
+                         & ~faithful["channels_last"].astype(bool)]
+        eager_ms = eager["latency_ms_median"].iloc[0] if len(eager) else np.nan
+        lines.append({
+            **names,
+            "fastest faithful deployment": _variant(best),
+            "latency/batch ms, median": fmt(best["latency_ms_median"]),
+            "eager fp32 ms": fmt(eager_ms),
+            "speed-up over eager fp32": fmt(eager_ms / best["latency_ms_median"], "{:.2f}x"),
+            "max abs logit diff": fmt(best["parity_max_abs_diff"], "{:.1e}"),
+            "argmax agreement": fmt(best["parity_argmax_agreement"], "{:.4%}"),
+            "GFLOP/s (of peak)": _efficiency(best),
+            "all variants": _compared(group),
+        })
+    return pd.DataFrame(lines)
+
+
+def _efficiency(row) -> str:
+    if pd.isna(row["achieved_flops_per_s"]):
+        return ""
+    return f"{row['achieved_flops_per_s'] / 1e9:.0f} ({fmt(row['peak_fraction'], '{:.0%}')})"
+
+
+def backend_latency_figure(current: pd.DataFrame) -> Figure | None:
+    """Latency per backend (fp32, default layout) per model, bars side by side, at the device,
+    resolution and batch measured with more than one backend for the most models."""
+    rows = current[(current["status"] == "ok") & (current["precision"] == "fp32")
+                   & ~current["channels_last"].astype(bool) & current["latency_ms_median"].notna()]
+    rows = rows.sort_values("finished_at").drop_duplicates([*SETTING, "backend"], keep="last")
+    several = rows.groupby(SETTING)["backend"].transform("nunique") > 1
+    rows = rows[several]
+    if rows.empty:
+        return None
+    where = rows.groupby(SETTING[1:])["model"].nunique().idxmax()
+    chosen = rows[(rows[SETTING[1:]] == pd.Series(where, index=SETTING[1:])).all(axis=1)]
+    table = chosen.pivot(index="model", columns="backend", values="latency_ms_median")
+    figure = Figure(figsize=(max(6.0, 1.2 * len(table) + 2), 4.2), layout="constrained")
+    ax = figure.subplots()
+    width = 0.8 / len(table.columns)
+    for i, backend in enumerate(table.columns):
+        ax.bar(np.arange(len(table)) + i * width, table[backend], width, label=backend)
+    ax.set_xticks(np.arange(len(table)) + width * (len(table.columns) - 1) / 2, table.index,
+                  rotation=30, fontsize="small")
+    ax.set_ylabel("latency per batch, median (ms)")
+    device, threads, resolution, batch = where
+    ax.set_title(f"Latency per backend: {device}, {threads:.0f} threads, {resolution}, batch {batch:.0f}, fp32")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
