@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from bench.atomic import atomic_write
 from bench.measure.memory import forward_peak_memory, resident_peak_rise, tensor_bytes
 from bench.measure.size import MIB
 
@@ -75,20 +74,13 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> float:
     The file is written beside ``path`` and renamed into place, so a killed export leaves no
     partial file that a later run would take for a finished one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     # The exporter's optimisation passes log every step at INFO, which Hydra's logging shows.
     for name in ("onnx_ir", "onnxscript"):
         logging.getLogger(name).setLevel(logging.WARNING)
     started = time.perf_counter()
     program = torch.onnx.export(model, (inputs,), dynamo=True, verbose=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
-        # Inline weights: one self-contained file (every zoo model is far below protobuf's 2 GB).
-        program.save(tmp, external_data=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    # Inline weights: one self-contained file (every zoo model is far below protobuf's 2 GB).
+    atomic_write(path, lambda partial: program.save(str(partial), external_data=False))
     return time.perf_counter() - started
 
 

@@ -1,13 +1,11 @@
 """Files a training run writes: the weights checkpoint, and the training state it resumes from.
 
 Both hold tensors and plain values only, so ``torch.load(path, weights_only=True)`` reads them and
-loading one never runs code from the file. Both are written atomically: to ``NAME.partial`` first,
-renamed into place when complete, and the partial file is removed on any failure (a full disk
-included), so a crash leaves either the previous file or the new one, never half a file.
+loading one never runs code from the file. Both are written atomically (bench/atomic.py), so a crash
+leaves either the previous file or the new one, never half a file.
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from bench.atomic import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -27,19 +27,8 @@ class CheckpointError(ValueError):
 
 
 def atomic_save(payload: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` through ``path.partial``; nothing partial survives a failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        torch.save(payload, partial)
-        os.replace(partial, path)
-    except BaseException as exc:
-        partial.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from exc
-        raise
-    return path
+    """``torch.save`` to ``path`` atomically (bench/atomic.py): nothing partial survives a failure."""
+    return atomic_write(path, lambda partial: torch.save(payload, partial))
 
 
 def cpu_state(module_or_dict: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -126,7 +115,7 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
     path = Path(path)
     if not path.exists():
         return None
-    state = _read(path, "training state", f"delete it to start the training from step 0")
+    state = _read(path, "training state", "delete it to start the training from step 0")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"training state {path} has an unknown format; delete it to start the "
                               f"training from step 0")

@@ -7,18 +7,17 @@ Layout under the results directory::
 
 One file per row means many processes (joblib, SLURM array jobs on many hosts) can write into
 one shared directory without locks: names never clash, and ``os.replace`` makes each file
-appear whole or not at all, so a job killed mid-write leaves at worst a stray ``.tmp`` file,
+appear whole or not at all, so a job killed mid-write leaves at worst a stray ``.partial`` file,
 which readers ignore.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.atomic import atomic_write_text
 from bench.schema import ResultRow
 
 ROWS_DIR = "rows"
@@ -28,20 +27,6 @@ ROWS_DIR = "rows"
 class LoadedRows:
     rows: list[ResultRow]
     unreadable: list[Path] = field(default_factory=list)  # incomplete or corrupt files, skipped
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _strict_json(value):
@@ -70,9 +55,9 @@ class ResultStore:
         path = self.row_path(row)
         if traceback_text:
             tb_path = path.with_suffix(".traceback.txt")
-            _atomic_write_text(tb_path, traceback_text)
+            atomic_write_text(tb_path, traceback_text)
             row.traceback_file = str(tb_path)
-        _atomic_write_text(path, json.dumps(_strict_json(row.to_dict()), indent=1, sort_keys=True,
+        atomic_write_text(path, json.dumps(_strict_json(row.to_dict()), indent=1, sort_keys=True,
                                              default=str, allow_nan=False))
         return path
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from bench.atomic import atomic_write_text
 from bench.measure.latency import TimingConfig, measure_latency
 
 PEAK_SIZE = 2048  # large enough to be compute-bound on a CPU core or a GPU, small enough to take ~1 s
@@ -61,9 +60,5 @@ def cached_peak(cache_dir: Path, device: torch.device, device_name: str, dtype: 
     if path.exists():
         return json.loads(path.read_text())
     peak = {**measure_peak(device, dtype, timing, size), "environment": environment}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as out:
-        json.dump(peak, out, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(peak, indent=1))
     return peak
