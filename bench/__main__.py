@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from bench.callbacks import SweepSummary
 from bench.runner import run_job
 from bench.schema import FAILED_STATUSES
 from bench.store import ResultStore
@@ -26,14 +27,27 @@ def main(cfg: DictConfig) -> str:
     hydra_cfg = HydraConfig.get()
     outcome = run_job(cfg, Path(hydra_cfg.runtime.output_dir))
     if hydra_cfg.mode == RunMode.RUN:
-        if outcome.row_file:
+        if outcome.status == "ok":
             row = ResultStore(cfg.results_dir).read(Path(outcome.row_file))
             print(f"row written to {outcome.row_file}:")
             print(row.to_text())
+        elif outcome.row_file and outcome.status != "unsaved":
+            print(f"row written to {outcome.row_file}")
         if outcome.status in FAILED_STATUSES:
+            if outcome.status != "invalid":  # run_job printed that one's message last already
+                print(f"[{outcome.status}] {outcome.error}", file=sys.stderr)  # the last line on screen
             sys.exit(1)
     return outcome.status
 
 
+def cli() -> None:
+    """``main``, with Ctrl-C ending in a summary and exit code 130 (128 + SIGINT), as shells expect."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        SweepSummary.interrupted()
+        sys.exit(130)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

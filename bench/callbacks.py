@@ -1,4 +1,5 @@
-"""Hydra callback for multiruns: a progress bar over the jobs, then a summary and exit code."""
+"""Hydra callback: a writable results directory before any job; for multiruns, a progress bar
+over the jobs, then a summary and the exit code (also when Ctrl-C stops the sweep)."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from bench.schema import FAILED_STATUSES
+from bench.store import ResultsNotWritableError, ResultStore
 
 
 def count_jobs(config: DictConfig) -> int | None:
@@ -32,32 +34,72 @@ def read_outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/outcome.json"))]
 
 
+def check_results_dir(config: DictConfig) -> None:
+    """Stop with one line, before any job, if rows cannot be written (no measurement is wasted)."""
+    try:
+        ResultStore(config.results_dir).check_writable()
+    except ResultsNotWritableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def print_summary(sweep_dir: Path, results_dir: str) -> bool:
+    """The sweep's summary lines; returns whether any job failed."""
+    outcomes = read_outcomes(sweep_dir)
+    counts = Counter(o["status"] for o in outcomes)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    print(f"sweep finished: {len(outcomes)} jobs: {summary or 'none ran'}  "
+          f"(rows in {results_dir}/rows, jobs in {sweep_dir})")
+    failed = [o for o in outcomes if o["status"] in FAILED_STATUSES]
+    for outcome in failed:
+        print(f"  {outcome['status']}: {outcome['job_key'] or outcome['error']}  ({outcome['row_file']})")
+    return bool(failed)
+
+
 class SweepSummary(Callback):
+    #: The multirun in progress in this process, for the summary after Ctrl-C (see ``interrupted``).
+    active: "SweepSummary | None" = None
+
     def __init__(self) -> None:
         self.bar: tqdm | None = None
+        self.sweep_dir: Path | None = None
+        self.results_dir = ""
 
     def __getstate__(self) -> dict[str, Any]:
         # Launchers such as submitit pickle the callbacks into each job; the bar stays here.
         return {**self.__dict__, "bar": None}
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_results_dir(config)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_results_dir(config)
+        self.sweep_dir, self.results_dir = Path(config.hydra.sweep.dir), str(config.results_dir)
+        SweepSummary.active = self
         self.bar = tqdm(total=count_jobs(config), desc="sweep", unit="job", file=sys.stderr)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if self.bar is not None:
             self.bar.update()
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        outcomes = read_outcomes(Path(config.hydra.sweep.dir))
+    def _close_bar(self) -> None:
         if self.bar is not None:
-            self.bar.update(len(outcomes) - self.bar.n)  # jobs run by other processes count too
+            self.bar.update(len(read_outcomes(self.sweep_dir)) - self.bar.n)  # other processes' jobs count too
             self.bar.close()
-        counts = Counter(o["status"] for o in outcomes)
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        print(f"sweep finished: {len(outcomes)} jobs: {summary or 'none ran'}  "
-              f"(rows in {config.results_dir}/rows, jobs in {config.hydra.sweep.dir})")
-        failed = [o for o in outcomes if o["status"] in FAILED_STATUSES]
-        for outcome in failed:
-            print(f"  {outcome['status']}: {outcome['job_key'] or outcome['error']}  ({outcome['row_file']})")
-        if failed:
+            self.bar = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._close_bar()
+        SweepSummary.active = None
+        if print_summary(self.sweep_dir, self.results_dir):
             sys.exit(1)
+
+    @classmethod
+    def interrupted(cls) -> None:
+        """After Ctrl-C: the summary of the jobs that ran, and how to go on."""
+        sweep = cls.active
+        if sweep is not None:
+            sweep._close_bar()
+            print_summary(sweep.sweep_dir, sweep.results_dir)
+        print("interrupted by Ctrl-C: the job that was running is recorded as interrupted; run the same "
+              "command again to go on (jobs with an ok row are skipped)", file=sys.stderr)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -11,10 +13,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.backends import BACKENDS
-from bench.updates import Precision
+from bench.schedule import SCHEDULES
+from bench.updates import OPTIMIZERS, Precision
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("profile", "accuracy", "eval")
+#: The splits a job may read (``eval_split``, ``train.curve_split``).
+SPLITS = ("train", "val", "test")
+OOM_POLICIES = ("fail", "halve")
 
 
 class ConfigError(ValueError):
@@ -34,6 +40,104 @@ def parse_resolution(value: Any) -> tuple[int, int]:
     if height < 1 or width < 1:
         raise ConfigError(f"resolution must be positive, got {value!r}")
     return height, width
+
+
+def default_threads() -> int:
+    """``threads=null``: every CPU this process may run on. Made explicit (in the key and the row)
+    because torch's own default differs between launchers: joblib's workers start with one."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The accepted range of one numeric config value."""
+    key: str
+    low: float
+    high: float = math.inf
+    integer: bool = False
+    nullable: bool = False
+    low_inclusive: bool = True
+
+
+#: Every number a job reads, with the range that makes sense (checked before any work).
+BOUNDS = (
+    Bound("batch_size", 1, integer=True),
+    Bound("threads", 1, integer=True, nullable=True),
+    Bound("seed", 0, integer=True),
+    Bound("job_timeout", 0, nullable=True, low_inclusive=False),
+    Bound("parity.min_argmax_agreement", 0, 1),
+    Bound("measure.warmup_iters", 0, integer=True),
+    Bound("measure.min_iters", 1, integer=True),
+    Bound("measure.max_iters", 1, integer=True),
+    Bound("measure.min_run_time", 0),
+    Bound("train.lr", 0),
+    Bound("train.momentum", 0),
+    Bound("train.weight_decay", 0),
+    Bound("train.bias_lr_factor", 0),
+    Bound("train.batch_size", 1, integer=True),
+    Bound("train.num_workers", 0, integer=True),
+    Bound("train.seed", 0, integer=True),
+    Bound("train.max_steps", 0, integer=True, nullable=True, low_inclusive=False),
+    Bound("train.max_epochs", 0, nullable=True, low_inclusive=False),
+    Bound("train.max_seconds", 0, nullable=True, low_inclusive=False),
+    Bound("train.eval_every_steps", 1, integer=True, nullable=True),
+    Bound("train.eval_every_seconds", 0, nullable=True, low_inclusive=False),
+    Bound("train.target_miou", 0, 1, nullable=True),
+)
+
+
+def _bound_problem(cfg: DictConfig, bound: Bound) -> str | None:
+    value = OmegaConf.select(cfg, bound.key, default=None)
+    if value is None:
+        return None if bound.nullable else f"{bound.key} must be set"
+    kind = "a whole number" if bound.integer else "a number"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or (bound.integer and not number.is_integer()):
+        return f"{bound.key} must be {kind}{' or null' if bound.nullable else ''}, got {value!r}"
+    too_low = number < bound.low if bound.low_inclusive else number <= bound.low
+    if too_low or number > bound.high:
+        low = f"at least {bound.low:g}" if bound.low_inclusive else f"above {bound.low:g}"
+        high = "" if bound.high == math.inf else f" and at most {bound.high:g}"
+        return f"{bound.key} must be {low}{high}, got {value!r}"
+    return None
+
+
+#: Config values that name one of a fixed set of choices: (key, choices, modes that read it).
+CHOICES = (
+    ("mode", MODES, MODES),
+    ("precision", tuple(PRECISIONS), MODES),
+    ("oom_policy", OOM_POLICIES, MODES),
+    ("eval_split", SPLITS, ("accuracy", "eval")),
+    ("train.curve_split", SPLITS, ("accuracy",)),
+    ("train.optimizer", OPTIMIZERS, MODES),
+    ("train.schedule", SCHEDULES, MODES),
+)
+
+
+def config_problems(cfg: DictConfig) -> list[str]:
+    """Every invalid value of a job's config, each with what is accepted (empty: all valid).
+
+    Checked before any work, so a bad value costs no training time and two bad values are
+    reported together rather than one per attempt.
+    """
+    problems = []
+    mode = cfg.get("mode")
+    for key, choices, modes in CHOICES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if (mode in modes or key == "mode") and value not in choices:
+            problems.append(f"unknown {key} {value!r}; choose one of {', '.join(choices)}")
+    problems += [p for p in (_bound_problem(cfg, b) for b in BOUNDS) if p]
+    if mode == "eval" and not cfg.get("checkpoint"):
+        problems.append("mode=eval needs checkpoint=PATH (a checkpoint.pt written by mode=accuracy)")
+    for check in (lambda: parse_resolution(cfg.resolution), lambda: _backend(cfg)):
+        try:
+            check()
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _plain(node: Any) -> Any:
@@ -58,14 +162,10 @@ class JobSpec:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "JobSpec":
-        if cfg.mode not in MODES:
-            raise ConfigError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
-        if cfg.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if int(cfg.batch_size) < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
-        if cfg.mode == "eval" and not cfg.checkpoint:
-            raise ConfigError("mode=eval needs checkpoint=PATH (a checkpoint.pt written by mode=accuracy)")
+        problems = config_problems(cfg)
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else
+                              f"{len(problems)} invalid values:\n" + "\n".join(f"  - {p}" for p in problems))
         backend = _backend(cfg)
         model = _plain(cfg.model)
         height, width = parse_resolution(cfg.resolution)
@@ -82,7 +182,7 @@ class JobSpec:
             precision=cfg.precision,
             channels_last=bool(cfg.channels_last),
             backend=backend,
-            threads=None if cfg.threads is None else int(cfg.threads),
+            threads=default_threads() if cfg.threads is None else int(cfg.threads),
         )
 
     @property

@@ -2,12 +2,17 @@
 
 Every failure inside a job becomes a row with a status and a cause, never a crash of the
 sweep: ``unavailable`` (device not present), ``oom`` (CUDA or CPU out of memory), ``error``
-(anything else, traceback stored beside the row), ``timeout`` (an isolated job past its limit).
+(anything else, traceback stored beside the row), ``timeout`` (an isolated job past its limit),
+``interrupted`` (Ctrl-C: the row is stored, then the sweep stops).
+
+A job is claimed (bench/lease.py) before it runs, so workers sharing a grid and a results
+directory run each job once. A row that cannot be written is printed as JSON instead of lost.
 """
 from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -27,18 +32,29 @@ from bench.checkpoint import STATE_NAME
 from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import device_name, environment
 from bench.jobspec import ConfigError, JobSpec, job_key, repeat_key
+from bench.lease import Lease, claim
 from bench.measure.latency import TimingConfig
 from bench.profile import profile_model
 from bench.schema import ResultRow
-from bench.store import ResultStore
+from bench.store import ResultStore, describe_os_error
 
 OOM_ERRORS = (torch.OutOfMemoryError, MemoryError)
+#: torch's CPU allocator reports a failed allocation as a plain RuntimeError with this text.
+CPU_ALLOCATION_FAILURE = "DefaultCPUAllocator: can't allocate memory"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, or torch's CPU allocator giving up."""
+    return isinstance(exc, OOM_ERRORS) or (isinstance(exc, RuntimeError)
+                                           and CPU_ALLOCATION_FAILURE in str(exc))
 
 
 @dataclass(frozen=True)
 class JobOutcome:
     job_key: str
-    status: str          # a row status; "skipped" (an ok row existed) or "invalid" (bad config)
+    # a row status; or "skipped" (an ok row existed), "claimed" (another worker runs it),
+    # "invalid" (bad config), "unsaved" (measured, but the row could not be written)
+    status: str
     row_file: str = ""
     error: str = ""
 
@@ -92,8 +108,7 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
 
     device = resolve_device(spec.device, spec.device_index)
     row.device_name = device_name(device)
-    if spec.threads is not None:
-        torch.set_num_threads(spec.threads)
+    torch.set_num_threads(spec.threads)
     row.threads = torch.get_num_threads()
     torch.manual_seed(int(cfg.seed))
     num_classes = int(cfg.dataset.num_classes)
@@ -121,13 +136,24 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
                 min_agreement=float(cfg.parity.min_argmax_agreement),
                 peak_flops=bool(cfg.measure.peak_flops))
             break
-        except OOM_ERRORS:
-            if cfg.oom_policy != "halve" or batch_size == 1:
+        except Exception as exc:  # noqa: BLE001  (only out-of-memory errors are retried)
+            if not is_out_of_memory(exc) or cfg.oom_policy != "halve" or batch_size == 1:
                 raise
             batch_size //= 2  # recorded as batch_size_used; batch_size stays the key
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     _fill(row, measured)
+
+
+INTERRUPTED = "KeyboardInterrupt: stopped by Ctrl-C (SIGINT) while the job ran"
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a job whose row is stored: carries the job's outcome up to the sweep."""
+
+    def __init__(self, outcome: "JobOutcome"):
+        super().__init__(outcome.error)
+        self.outcome = outcome
 
 
 def execute(cfg: DictConfig, run_dir: Path, run_id: str | None = None) -> tuple[ResultRow, str]:
@@ -141,10 +167,11 @@ def execute(cfg: DictConfig, run_dir: Path, run_id: str | None = None) -> tuple[
         _stages(cfg, spec, row, run_dir)
     except DeviceUnavailableError as exc:
         row.status, row.error = "unavailable", str(exc)
-    except OOM_ERRORS as exc:
-        row.status, row.error, trace = "oom", _describe(exc), traceback.format_exc()
+    except KeyboardInterrupt:  # the caller stores the row, then stops the sweep
+        row.status, row.error = "interrupted", INTERRUPTED
     except Exception as exc:  # noqa: BLE001  (any failure becomes a recorded row)
-        row.status, row.error, trace = "error", _describe(exc), traceback.format_exc()
+        row.status = "oom" if is_out_of_memory(exc) else "error"
+        row.error, trace = _describe(exc), traceback.format_exc()
     row.finished_at = _now()
     row.wall_seconds = time.perf_counter() - started
     return row, trace
@@ -162,20 +189,20 @@ def _execute_isolated(cfg: DictConfig, run_dir: Path, store: ResultStore) -> tup
     command = [sys.executable, "-m", "bench.worker", str(config_file), str(run_dir), run_id]
     timeout = cfg.job_timeout
     started = _now()
-    with tempfile.TemporaryFile("w+") as log:
+    with tempfile.TemporaryFile("w+") as log_file:
         try:
-            process = subprocess.run(command, stdout=None, stderr=log, timeout=timeout,
+            process = subprocess.run(command, stdout=None, stderr=log_file, timeout=timeout,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            log.seek(0)
-            stderr_tail = log.read()[-4000:]
-            written = [r for r in store.load(job_key(cfg)).rows if r.run_id == run_id]
-            if written:
-                return written[0], "", True
             status, cause = "error", f"worker exited with code {process.returncode} and wrote no row"
         except subprocess.TimeoutExpired:
-            log.seek(0)
-            stderr_tail = log.read()[-4000:]
             status, cause = "timeout", f"job exceeded job_timeout={timeout} s and was killed"
+        except KeyboardInterrupt:  # Ctrl-C reached the worker too; it may have stored its row
+            status, cause = "interrupted", INTERRUPTED
+        written = [r for r in store.load(job_key(cfg)).rows if r.run_id == run_id]
+        if written:
+            return written[0], "", True
+        log_file.seek(0)
+        stderr_tail = log_file.read()[-4000:]
     row = _base_row(cfg, run_id)
     row.status, row.error, row.started_at, row.finished_at = status, cause, started, _now()
     return row, stderr_tail, False
@@ -204,32 +231,88 @@ def summary_line(row: ResultRow) -> str:
     return f"{head}: " + ", ".join(parts)
 
 
-def _run_or_skip(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -> JobOutcome:
-    if not cfg.force and store.has_ok_row(key):
+def _append_to_job_log(text: str) -> None:
+    """Into the job's log file (Hydra's file handler) too, where that disk can still take it;
+    through the handler's stream, so a full disk costs no logging-error traceback."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+            try:
+                handler.stream.write(text)
+                handler.flush()
+            except OSError:
+                pass
+
+
+def _unsaved(row: ResultRow, path: Path, exc: OSError) -> str:
+    """Print (and log) a row that could not be written, so the measurement can be recovered."""
+    line = (f"[unsaved] {row.model} {row.height}x{row.width}: the row could not be written "
+            f"({describe_os_error(exc)}). It follows as JSON: save it as {path} to keep it.")
+    text = json.dumps(row.to_dict(), sort_keys=True, default=str)
+    print(f"{line}\n{text}", flush=True)
+    _append_to_job_log(f"{line}\n{text}\n")
+    return f"row not written ({describe_os_error(exc)}); job status {row.status}: {row.error or 'ok'}"
+
+
+def _run_claimed(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -> JobOutcome:
+    if not cfg.force and store.has_ok_row(key):  # finished by another worker before our claim
         print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
         return JobOutcome(key, "skipped")
     if cfg.isolate:
         row, trace, stored = _execute_isolated(cfg, run_dir, store)
     else:
         (row, trace), stored = execute(cfg, run_dir), False
-    path = store.row_path(row) if stored else store.write(row, trace)
-    if row.status == "ok":   # the row holds the result now; the resumable state has served
+    path = store.row_path(row)
+    outcome = JobOutcome(key, row.status, str(path), row.error)
+    if not stored:
+        try:
+            store.write(row, trace)
+        except OSError as exc:
+            outcome = JobOutcome(key, "unsaved", str(path), _unsaved(row, path, exc))
+    if outcome.status == "ok":   # the row holds the result now; the resumable state has served
         shutil.rmtree(training_state_path(cfg).parent, ignore_errors=True)
-    print(summary_line(row))
-    return JobOutcome(key, row.status, str(path))
+    if outcome.status != "unsaved":
+        print(summary_line(row))
+    if row.status == "interrupted":
+        raise JobInterrupted(outcome)
+    return outcome
+
+
+def _run_or_skip(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -> JobOutcome:
+    if not cfg.force and store.has_ok_row(key):
+        print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
+        return JobOutcome(key, "skipped")
+    lease = claim(store.root, key, float(cfg.lease.stale_after_seconds), float(cfg.lease.heartbeat_seconds))
+    if not isinstance(lease, Lease):
+        print(f"[claimed] {key}: another worker runs it ({lease})")
+        return JobOutcome(key, "claimed")
+    with lease:
+        return _run_claimed(cfg, key, run_dir, store)
+
+
+def _write_outcome(run_dir: Path, outcome: JobOutcome) -> None:
+    """The sweep summary reads these; the row, not this marker, is the result."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "outcome.json").write_text(outcome.to_json())
+    except OSError as exc:
+        print(f"warning: the job's outcome marker could not be written in {run_dir} "
+              f"({describe_os_error(exc)}); the sweep summary will not count this job", file=sys.stderr)
 
 
 def run_job(cfg: DictConfig, run_dir: Path) -> JobOutcome:
-    """Resume check, run (in-process or isolated), store the row, write the outcome marker."""
+    """Validate, resume check, claim, run (in-process or isolated), store the row, write the outcome."""
     store = ResultStore(cfg.results_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        key = job_key(cfg)
+        key = job_key(cfg)  # validates the whole config first: every invalid value, at once
     except ConfigError as exc:
         # No grid point to name, so no row: the outcome marker still makes the sweep fail.
         outcome = JobOutcome("", "invalid", error=str(exc))
         print(f"[invalid] {exc}", file=sys.stderr)
     else:
-        outcome = _run_or_skip(cfg, key, run_dir, store)
-    (run_dir / "outcome.json").write_text(outcome.to_json())
+        try:
+            outcome = _run_or_skip(cfg, key, run_dir, store)
+        except KeyboardInterrupt as exc:  # stored (when it was running), then the sweep stops
+            _write_outcome(run_dir, getattr(exc, "outcome", JobOutcome(key, "interrupted", error=INTERRUPTED)))
+            raise
+    _write_outcome(run_dir, outcome)
     return outcome

@@ -15,9 +15,11 @@ SCHEMA_VERSION = 2
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
 #: with its parity figures and not timed; not a failure of the sweep).
-STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "mismatch")
-#: Job outcomes that make a sweep exit non-zero ("invalid": a config that names no job).
-FAILED_STATUSES = ("error", "oom", "timeout", "invalid")
+#: ``interrupted``: stopped by Ctrl-C; the sweep stopped with it (exit code 130).
+STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "mismatch", "interrupted")
+#: Job outcomes that make a sweep exit non-zero ("invalid": a config that names no job;
+#: "unsaved": measured, but the row could not be written and was printed instead).
+FAILED_STATUSES = ("error", "oom", "timeout", "invalid", "unsaved", "interrupted")
 
 FLOP_COUNTER = "torch.utils.flop_counter.FlopCounterMode"
 FLOP_UNIT = "FLOP per image, forward pass (1 multiply-add = 2 FLOP)"

@@ -12,8 +12,10 @@ which readers ignore.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,26 @@ from bench.atomic import atomic_write_text
 from bench.schema import ResultRow
 
 ROWS_DIR = "rows"
+
+#: What to do about the usual reasons a results directory cannot be written.
+_ELSEWHERE = "point results_dir (or SEGBENCH_RESULTS) at "
+_OS_ERROR_ADVICE = {
+    errno.ENOSPC: f"free some space, or {_ELSEWHERE}another disk",
+    errno.EDQUOT: f"free some space, or {_ELSEWHERE}another disk",
+    errno.EROFS: f"{_ELSEWHERE}a writable directory",
+    errno.EACCES: f"{_ELSEWHERE}a directory you can write",
+    errno.EPERM: f"{_ELSEWHERE}a directory you can write",
+}
+
+
+class ResultsNotWritableError(RuntimeError):
+    """The results directory cannot take a row; raised before any job runs."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line: what failed (the error names the file), then what to do for the usual causes."""
+    advice = _OS_ERROR_ADVICE.get(exc.errno)
+    return f"{exc}; {advice}" if advice else str(exc)
 
 
 @dataclass
@@ -55,11 +77,24 @@ class ResultStore:
         path = self.row_path(row)
         if traceback_text:
             tb_path = path.with_suffix(".traceback.txt")
-            atomic_write_text(tb_path, traceback_text)
-            row.traceback_file = str(tb_path)
+            try:
+                atomic_write_text(tb_path, traceback_text)
+                row.traceback_file = str(tb_path)
+            except OSError as exc:  # the row, with the job's own error, matters more: write it anyway
+                row.error += f" (its traceback was not saved: {describe_os_error(exc)})"
         atomic_write_text(path, json.dumps(_strict_json(row.to_dict()), indent=1, sort_keys=True,
                                              default=str, allow_nan=False))
         return path
+
+    def check_writable(self) -> None:
+        """Raise ResultsNotWritableError (one clear line) unless a row file can be written here."""
+        probe = self.rows_dir / f".write_check_{uuid.uuid4().hex}"
+        try:
+            atomic_write_text(probe, "segbench checks that rows can be written here\n")
+            probe.unlink()
+        except OSError as exc:
+            raise ResultsNotWritableError(f"cannot write results under {self.root.resolve()}: "
+                                          f"{describe_os_error(exc)}") from exc
 
     def read(self, path: Path) -> ResultRow:
         return ResultRow.from_dict(json.loads(Path(path).read_text()))

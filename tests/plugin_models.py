@@ -3,6 +3,8 @@
 ``tiny_segmenter`` is a real (small, fast) segmentation net. ``fault_injector`` is the same
 net, except that it fails the way real models do (an exception, an out-of-memory error) at the
 input widths or batch sizes it is told to, so one sweep can hold both healthy and failing jobs.
+Its out-of-memory error is CUDA's, injected, or with ``real_cpu_oom`` a real failure of torch's
+CPU allocator (a tensor of a petabyte).
 ``slow_trainer`` is the same net taking ``delay`` seconds per training forward pass, so a test can
 kill a training job part-way.
 """
@@ -26,8 +28,9 @@ class TinySegmenter(nn.Module):
 
 class FaultInjector(TinySegmenter):
     def __init__(self, error_at_width: int | None, oom_at_width: int | None,
-                 oom_above_batch: int | None, **kwargs):
+                 oom_above_batch: int | None, real_cpu_oom: bool, **kwargs):
         super().__init__(**kwargs)
+        self.real_cpu_oom = real_cpu_oom
         self.error_at_width = error_at_width
         self.oom_at_width = oom_at_width
         self.oom_above_batch = oom_above_batch
@@ -36,6 +39,8 @@ class FaultInjector(TinySegmenter):
         if x.shape[-1] == self.error_at_width:
             raise ValueError(f"injected failure at width {self.error_at_width}")
         too_big = self.oom_above_batch is not None and x.shape[0] > self.oom_above_batch
+        if (x.shape[-1] == self.oom_at_width or too_big) and self.real_cpu_oom:
+            torch.empty(1 << 50, dtype=torch.uint8)
         if x.shape[-1] == self.oom_at_width or too_big:
             raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 20.00 GiB")
         return super().forward(x)
@@ -48,8 +53,9 @@ def tiny_segmenter(num_classes: int, in_channels: int = 3, width: int = 8):
 
 @register_model
 def fault_injector(num_classes: int, in_channels: int = 3, error_at_width: int | None = None,
-                   oom_at_width: int | None = None, oom_above_batch: int | None = None):
-    return FaultInjector(error_at_width, oom_at_width, oom_above_batch,
+                   oom_at_width: int | None = None, oom_above_batch: int | None = None,
+                   real_cpu_oom: bool = False):
+    return FaultInjector(error_at_width, oom_at_width, oom_above_batch, real_cpu_oom,
                          num_classes=num_classes, in_channels=in_channels)
 
 
