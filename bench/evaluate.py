@@ -70,6 +70,15 @@ def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resol
             **segmentation_metrics(confmat, info.class_names)}
 
 
+def check_splits(dataset_cfg: Mapping[str, Any], splits: set[str], resolution: tuple[int, int]) -> None:
+    """Open each split and read its first sample: a split that cannot be read (missing files, an
+    undecodable image, bad labels) fails the job now, not after the training it would score."""
+    for split in sorted(splits):
+        dataset = build_dataset(dataset_cfg, split, resolution, train=False)
+        if len(dataset):
+            dataset[0]
+
+
 def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
                  eval_split: str, resolution: tuple[int, int], device: torch.device | str,
                  run_dir: str | Path | None, checkpoint: str | Path | None = None,
@@ -89,6 +98,7 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
         final = None
     else:
         curve_split = train_cfg.get("curve_split") or "val"
+        check_splits(dataset_cfg, {"train", curve_split, eval_split}, resolution)
         scored: list[dict[str, Any]] = []
 
         def validate(trained_model: nn.Module) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def test_unknown_model_lists_the_known_ones(bench: Bench):
     assert "Available options in 'model'" in result.stderr
     for name in ("unet", "fcn8s", "segnet", "fcdensenet103"):
         assert name in result.stderr
-    assert not bench.results.joinpath("rows").exists()
+    assert bench.rows().rows == []
 
 
 def test_unknown_registered_name_lists_the_known_ones(bench: Bench):
@@ -74,7 +74,7 @@ def test_invalid_values_are_named_with_what_is_accepted(bench: Bench):
     assert "unknown precision 'fp8'; choose one of fp32, fp16, bf16" in result.stderr
     result = bench(*TINY, "resolution=big")
     assert "resolution must look like HEIGHTxWIDTH" in result.stderr
-    assert not bench.results.joinpath("rows").exists()
+    assert bench.rows().rows == []
 
 
 def test_outcome_marker_written_for_every_job(bench: Bench):
