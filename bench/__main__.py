@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -46,7 +48,12 @@ def cli() -> None:
         main()
     except KeyboardInterrupt:
         SweepSummary.interrupted()
-        sys.exit(130)
+        # Rows and outcome markers are on disk. Leaving without interpreter shutdown guarantees the
+        # status a shell expects: once, under load, a normal exit here ended in death by SIGINT (-2).
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 if __name__ == "__main__":
