@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-from torch import nn
-
-from bench.checkpoint import cpu_state
+if TYPE_CHECKING:  # the report reads curves without importing torch (seconds at start-up)
+    import torch
+    from torch import nn
 
 
 @dataclass
@@ -84,6 +83,7 @@ class CurveRecorder:
         self.points.append({"step": step, "train_seconds": seconds, "miou": float(metrics["miou"]),
                             "pixel_accuracy": float(metrics["pixel_accuracy"]), "loss": loss, "lr": lr})
         if self.keep_best and improved:
+            from bench.checkpoint import cpu_state
             self.best_state = cpu_state(model)
 
 

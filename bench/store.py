@@ -48,7 +48,9 @@ def describe_os_error(exc: OSError) -> str:
 @dataclass
 class LoadedRows:
     rows: list[ResultRow]
+    files: list[Path] = field(default_factory=list)       # the file of each row, in the same order
     unreadable: list[Path] = field(default_factory=list)  # incomplete or corrupt files, skipped
+    problems: dict[Path, str] = field(default_factory=dict)  # why each unreadable file was skipped
 
 
 def _strict_json(value):
@@ -99,17 +101,27 @@ class ResultStore:
     def read(self, path: Path) -> ResultRow:
         return ResultRow.from_dict(json.loads(Path(path).read_text()))
 
+    def row_files(self, job_key: str | None = None) -> list[Path]:
+        """The row files (of one job, if given), in name order."""
+        return sorted(self.rows_dir.glob(f"{job_key}/*.json" if job_key else "*/*.json"))
+
+    def read_files(self, paths: list[Path]) -> LoadedRows:
+        """The rows in ``paths``, oldest first; unreadable files are listed with the reason."""
+        read: list[tuple[ResultRow, Path]] = []
+        loaded = LoadedRows(rows=[])
+        for path in paths:
+            try:
+                read.append((self.read(path), path))
+            except (json.JSONDecodeError, TypeError, UnicodeDecodeError, OSError) as exc:
+                loaded.unreadable.append(path)
+                loaded.problems[path] = f"{type(exc).__name__}: {exc}"
+        read.sort(key=lambda pair: pair[0].finished_at)
+        loaded.rows, loaded.files = [row for row, _ in read], [path for _, path in read]
+        return loaded
+
     def load(self, job_key: str | None = None) -> LoadedRows:
         """Every stored row (of one job, if given), oldest first; unreadable files are listed."""
-        pattern = f"{job_key}/*.json" if job_key else "*/*.json"
-        loaded = LoadedRows(rows=[])
-        for path in sorted(self.rows_dir.glob(pattern)):
-            try:
-                loaded.rows.append(self.read(path))
-            except (json.JSONDecodeError, TypeError, UnicodeDecodeError, OSError):
-                loaded.unreadable.append(path)
-        loaded.rows.sort(key=lambda r: r.finished_at)
-        return loaded
+        return self.read_files(self.row_files(job_key))
 
     def has_ok_row(self, job_key: str) -> bool:
         return any(row.status == "ok" for row in self.load(job_key).rows)

@@ -101,9 +101,9 @@ def test_write_report(results):
 
 def test_load_frame_current_and_history(results):
     root, rows = results
-    everything, current, unreadable = load_frame(root)
+    everything, current, loaded = load_frame(root)
     assert len(everything) == len(rows) and everything["is_current"].sum() == len(current)
-    assert [p.name for p in unreadable] == ["truncated.json"]
+    assert [p.name for p in loaded.unreadable] == ["truncated.json"]
     assert current["job_key"].is_unique
     acc = current[current["model"] == "fcn8s"].dropna(subset=["miou"]).iloc[0]
     assert acc["iou.road"] == pytest.approx(0.45) and acc["resolution"] == "96x128"

@@ -100,7 +100,7 @@ def test_submitit_local_sweep_writes_rows_the_report_merges(bench: Bench):
                    "plugins=[tests.plugin_models]", "resolution=16x16,16x24", multirun=True)
     assert result.returncode == 0, result.stdout + result.stderr
     from bench.report import load_frame
-    all_rows, current, unreadable = load_frame(bench.results)
+    all_rows, current, _ = load_frame(bench.results)
     assert len(current) == 2 and set(current["status"]) == {"ok"}
     assert set(current["resolution"]) == {"16x16", "16x24"}
     assert "host" in current.columns

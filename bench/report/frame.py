@@ -1,19 +1,26 @@
 """The stored rows as pandas DataFrames, with the derived columns every table and plot uses.
 
-Everything reads results through ``ResultStore.load()``; nothing here measures or invents a
-value. ``current`` holds the newest row per ``job_key`` (what the report shows); older rows of
-the same job are history (forced re-runs).
+Everything reads results through ``ResultStore``; nothing here measures or invents a value.
+``current`` holds the newest row per ``job_key`` (what the report shows); older rows of the same
+job are history (forced re-runs).
+
+Reading thousands of JSON files takes seconds, so the frame is also kept consolidated in one
+Parquet file (``results/cache/rows-<schema>.parquet``). It is never stale: row files are written
+once under unique names and never changed, so the table is extended with the files it has not
+seen and loses those that were deleted; the JSON files stay the store (the write path).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pandas as pd
 
+from bench.atomic import atomic_write
 from bench.report.repeats import training_budget
-from bench.schema import columns
-from bench.store import ResultStore
+from bench.schema import SCHEMA_VERSION, columns
+from bench.store import LoadedRows, ResultStore
 
 #: Rows store mIoU and per-class IoU as fractions (0-1); the papers print percentages.
 PERCENT = 100.0
@@ -60,16 +67,48 @@ def newest_per_job(frame: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates("job_key", keep="last").sort_index()
 
 
-def load_frame(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
-    """(every row, the newest row per job, unreadable row files) of ``results_dir``.
+#: Bump when ``rows_to_frame`` derives its columns differently: the consolidated table is rebuilt.
+FRAME_VERSION = 1
+ROW_FILE = "row_file"  # the consolidated table's column naming each row's file (relative to rows/)
+
+
+def consolidated_path(results_dir: str | Path) -> Path:
+    """The Parquet table of every readable row, named for the row schema it was built with."""
+    schema = json.dumps([SCHEMA_VERSION, FRAME_VERSION, columns()])
+    return Path(results_dir) / "cache" / f"rows-{hashlib.sha1(schema.encode()).hexdigest()[:10]}.parquet"
+
+
+def consolidated_rows(results_dir: str | Path) -> tuple[pd.DataFrame, LoadedRows]:
+    """Every row as a frame (oldest first), read through the consolidated table; and what was
+    read from JSON this time (the new rows and the unreadable files)."""
+    store = ResultStore(results_dir)
+    files = {f"{path.parent.name}/{path.name}": path for path in store.row_files()}
+    table = consolidated_path(results_dir)
+    cached = pd.read_parquet(table) if table.exists() else rows_to_frame([]).assign(**{ROW_FILE: ""})
+    kept = cached[ROW_FILE].isin(files.keys())  # a deleted row file leaves the table too
+    cached, deleted = cached[kept], int((~kept).sum())
+    seen = set(cached[ROW_FILE])
+    new = store.read_files([path for name, path in files.items() if name not in seen])
+    if new.rows:
+        fresh = rows_to_frame(new.rows)
+        fresh[ROW_FILE] = [f"{path.parent.name}/{path.name}" for path in new.files]
+        cached = fresh if cached.empty else pd.concat([cached, fresh], ignore_index=True)
+    frame = cached.sort_values("finished_at", kind="stable").reset_index(drop=True)
+    if new.rows or deleted or not table.exists():
+        atomic_write(table, lambda partial: frame.to_parquet(partial, index=False))
+    return frame, new
+
+
+def load_frame(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, LoadedRows]:
+    """(every row, the newest row per job, what was read from JSON this time) of ``results_dir``;
+    the last names the unreadable row files and why.
 
     The first frame carries ``is_current``: True for the rows the second frame holds.
     """
-    loaded = ResultStore(results_dir).load()
-    everything = rows_to_frame(loaded.rows)
+    everything, loaded = consolidated_rows(results_dir)
     current = newest_per_job(everything)
     everything["is_current"] = everything.index.isin(current.index)
-    return everything, current.reset_index(drop=True), loaded.unreadable
+    return everything, current.reset_index(drop=True), loaded
 
 
 def iou_columns(frame: pd.DataFrame) -> list[str]:

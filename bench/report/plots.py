@@ -6,7 +6,9 @@ the same colour in every figure.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +18,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
+from bench.atomic import atomic_write
 from bench.report.deployment import backend_latency_figure
 from bench.report.frame import IOU_PREFIX, iou_columns
 from bench.report.pareto import pareto_front
 
 DPI = 110
+#: savefig's options for every figure: zlib level 1 encodes in a fraction of the default level 6's
+#: time for a file about 10% larger.
+SAVE = {"dpi": DPI, "pil_kwargs": {"compress_level": 1}}
 #: A quantity spanning more than this factor is drawn on a log axis.
 WIDE_RANGE = 20.0
 
@@ -133,14 +139,20 @@ def _point_labels(rows: pd.DataFrame) -> pd.Series:
 
 
 def accuracy_latency_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
-    """mIoU against latency per batch, a panel per device, the Pareto front drawn as a step line."""
+    """mIoU against latency per batch, a panel per device, the Pareto front drawn as a step line.
+
+    One point per model and resolution: its rows (seeds, repeats) folded into the mean mIoU and
+    the median latency, so the figure reads the same at 10 rows or 10,000.
+    """
     rows = _ok(current, "miou_pct", "latency_ms_median")
     if rows.empty:
         return None
     devices = sorted(rows["device"].unique())
     figure, axes = _panels(len(devices))
     for ax, device in zip(axes, devices):
-        mine, variant = _most_common_variant(rows[rows["device"] == device])
+        chosen, variant = _most_common_variant(rows[rows["device"] == device])
+        mine = chosen.groupby(["model", "resolution"], as_index=False).agg(
+            miou_pct=("miou_pct", "mean"), latency_ms_median=("latency_ms_median", "median"))
         for label, row in zip(_point_labels(mine), mine.itertuples()):
             ax.scatter(row.latency_ms_median, row.miou_pct, color=colors[row.model], s=40)
             ax.annotate(label, (row.latency_ms_median, row.miou_pct), fontsize="x-small",
@@ -151,7 +163,7 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict) -> Figure | Non
                    label="Pareto front: no other point is both faster and more accurate")
         _log_if_wide(ax, mine["latency_ms_median"], "x")
         ax.set_xlabel("latency per batch, median (ms)")
-        ax.set_ylabel("mIoU (%)")
+        ax.set_ylabel("mIoU (%), mean over seeds")
         ax.set_title(f"{device} ({variant})")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize="small")
@@ -159,18 +171,25 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict) -> Figure | Non
     return figure
 
 
-def learning_curve_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
+#: Learning curves drawn per model and panel at most (the first seeds): more lines hide each other.
+MAX_CURVES = 5
+
+
+def learning_curve_figure(current: pd.DataFrame, colors: dict) -> tuple[Figure | None, str]:
     """Validation mIoU against training seconds (log x), a line per run, a panel per data set and
-    resolution; a model's seeds share its colour."""
+    resolution; a model's seeds share its colour. Returns the figure and a note on runs left out."""
     rows = current[(current["status"] == "ok") & (current["learning_curve"].fillna("") != "")]
     if rows.empty:
-        return None
+        return None, ""
     panels = sorted(rows.groupby(["dataset", "resolution"]).groups)
     figure, axes = _panels(len(panels))
+    left_out = 0
     for ax, (dataset, resolution) in zip(axes, panels):
         mine = rows[(rows["dataset"] == dataset) & (rows["resolution"] == resolution)]
         for model, runs in mine.groupby("model"):
-            for i, curve in enumerate(runs["learning_curve"]):
+            runs = runs.sort_values("seed", kind="stable")
+            left_out += max(0, len(runs) - MAX_CURVES)
+            for i, curve in enumerate(runs["learning_curve"].iloc[:MAX_CURVES]):
                 points = [p for p in json.loads(curve) if p["train_seconds"] > 0]
                 ax.plot([p["train_seconds"] for p in points], [100 * p["miou"] for p in points],
                         marker="o", markersize=3, linewidth=1.5 if len(runs) == 1 else 1,
@@ -182,7 +201,9 @@ def learning_curve_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
         ax.grid(True, which="both", alpha=0.3)
     figure.suptitle("Learning curves")
     _legend_outside(figure, axes)
-    return figure
+    note = (f"learning_curves.png shows at most {MAX_CURVES} runs per model and panel (lowest seeds); "
+            f"{left_out} more runs are in the rows." if left_out else "")
+    return figure, note
 
 
 def iou_heatmap_figures(current: pd.DataFrame) -> dict[str, Figure]:
@@ -254,12 +275,33 @@ def dataset_sample_figure(current: pd.DataFrame, n: int = 4) -> tuple[Figure | N
     return figure, ""
 
 
-def write_plots(current: pd.DataFrame, out_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
-    """Draw every figure the rows support into ``out_dir``.
+def dataset_sample_png(current: pd.DataFrame, path: Path, cache_dir: Path) -> tuple[Path | None, str]:
+    """``dataset_sample_figure`` saved as ``path``, drawn once per data-set config and resolution:
+    later reports copy it from ``cache_dir`` (the key covers the code that draws the samples)."""
+    found = _synthetic_row(current)
+    if found is None:
+        return None, "no row records a synthetic data-set config"
+    # The drawing code's source, read rather than imported: importing bench.data costs seconds.
+    data = Path(__file__).resolve().parent.parent / "data"
+    code = b"".join(path.read_bytes() for path in (data / "synthetic.py", data / "visualize.py", Path(__file__)))
+    key = hashlib.sha1(json.dumps(found, sort_keys=True).encode() + code).hexdigest()[:12]
+    cached = cache_dir / f"dataset_sample_{key}.png"
+    if not cached.exists():
+        figure, why_not = dataset_sample_figure(current)
+        if figure is None:
+            return None, why_not
+        atomic_write(cached, lambda partial: figure.savefig(partial, format="png", **SAVE))
+    shutil.copyfile(cached, path)
+    return path, ""
+
+
+def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Draw every figure the rows support into ``out_dir`` (the data-set sample through ``cache_dir``).
 
     Returns ([(png path, caption)], [notes on figures left out]).
     """
     colors = model_colors(current["model"])
+    curves, curves_note = learning_curve_figure(current, colors)
     figures: list[tuple[str, Figure | None, str]] = [
         ("latency_vs_resolution.png",
          scaling_figure(current, colors, "latency_ms_median", "latency per batch, median (ms)",
@@ -284,22 +326,22 @@ def write_plots(current: pd.DataFrame, out_dir: Path) -> tuple[list[tuple[Path, 
         ("params_vs_flops.png", params_flops_figure(current, colors), "Parameters against FLOPs (log-log)."),
         ("accuracy_vs_latency.png", accuracy_latency_figure(current, colors),
          "mIoU against latency; the dashed step line is the Pareto front."),
-        ("learning_curves.png", learning_curve_figure(current, colors),
+        ("learning_curves.png", curves,
          "Validation mIoU against training time, one line per run (a model's seeds share a colour)."),
     ]
     figures += [(f"per_class_iou_{name}.png", fig, f"Per-class IoU on {name}.")
                 for name, fig in iou_heatmap_figures(current).items()]
     notes = [f"{name} not drawn: no ok row holds what it plots."
-             for name, figure, _ in figures if figure is None]
-    sample, why_not = dataset_sample_figure(current)
-    figures.append(("dataset_sample.png", sample, "Samples of the synthetic data set."))
-    if sample is None:
-        notes.append(f"No data-set sample figure: {why_not}.")
-
+             for name, figure, _ in figures if figure is None] + ([curves_note] if curves_note else [])
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, figure, caption in figures:
         if figure is not None:
-            figure.savefig(out_dir / name, dpi=DPI)
+            figure.savefig(out_dir / name, **SAVE)
             written.append((out_dir / name, caption))
+    sample, why_not = dataset_sample_png(current, out_dir / "dataset_sample.png", cache_dir)
+    if sample is None:
+        notes.append(f"No data-set sample figure: {why_not}.")
+    else:
+        written.append((sample, "Samples of the synthetic data set."))
     return written, notes

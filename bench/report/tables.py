@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from bench.report.repeats import repeat_groups, spread_text, train_limits
+from bench.report.repeats import repeat_groups, spread, spread_text, train_limits
 
 #: The order rows appear in every table.
 SORT_KEYS = ["model", "dataset", "device", "pixels", "batch_size", "precision", "backend", "mode"]
@@ -43,36 +43,69 @@ def _latency(row) -> str:
     return f"{row.latency_ms_median:.2f} (IQR {row.latency_ms_iqr:.2f})"
 
 
-def _miou_over_seeds(rows: pd.DataFrame) -> pd.Series:
-    """Each row's configuration's mIoU over its seeds (the row's own seed is one of them)."""
-    groups = repeat_groups(rows)
-    texts = {key: spread_text(mine["miou"]) for key, mine in rows.groupby(groups)}
-    return groups.map(lambda key: texts.get(key, ""))
+def jobs_table(current: pd.DataFrame) -> pd.DataFrame:
+    """One line per job: size, compute, latency, memory, accuracy and status (the full table,
+    shown interactive in the page). Numbers stay numbers (rounded), so they sort as numbers."""
+    rows = _sorted(current)
+    numbers = {
+        "seed": (rows["seed"], 0), "params (M)": (rows["params_m"], 2),
+        "GFLOP/img": (rows["gflops_per_image"], 1),
+        "latency/batch ms, median": (rows["latency_ms_median"], 2), "IQR ms": (rows["latency_ms_iqr"], 2),
+        "throughput img/s": (rows["throughput_ips"], 1), "peak MiB": (rows["peak_memory_mib"], 0),
+        "train step ms, median": (rows["train_latency_ms_median"], 1),
+        "train peak MiB": (rows["train_peak_memory_mib"], 0), "mIoU (%)": (rows["miou_pct"], 1),
+    }
+    table = rows[["model", "dataset", "device", "resolution", "batch_size", "precision", "backend"]].rename(
+        columns={"batch_size": "batch"})
+    for name, (values, digits) in numbers.items():
+        table[name] = pd.to_numeric(values, errors="coerce").astype(float).round(digits)
+    table["status"], table["job_key"] = rows["status"], rows["job_key"]
+    return table.reset_index(drop=True)
+
+
+#: What tells one configuration from another in the headline: the rows sharing these (seeds,
+#: repeats, profile and accuracy runs of one setting) fold into one line.
+CONFIGURATION = ["model", "dataset", "device", "resolution", "batch_size", "precision", "channels_last",
+                 "backend", "threads"]
+
+
+def _fold(values: pd.Series, digits: int = 1, scale: float = 1.0) -> str:
+    """Mean ± std (95% t interval, n) of the non-missing values; the value alone for one."""
+    values = values.dropna()
+    if values.empty:
+        return ""
+    if len(values) == 1:
+        return f"{values.iloc[0] * scale:.{digits}f}"
+    return spread(values).text(scale, digits)
 
 
 def headline_table(current: pd.DataFrame) -> pd.DataFrame:
-    """One line per job: size, compute, latency, memory, accuracy and status."""
-    rows = _sorted(current)
-    return pd.DataFrame({
-        "model": rows["model"],
-        "dataset": rows["dataset"],
-        "device": rows["device"],
-        "resolution": rows["resolution"],
-        "batch": rows["batch_size"].map(lambda b: fmt(b, "{:.0f}")),
-        "precision": rows["precision"],
-        "backend": rows["backend"],
-        "params (M)": rows["params_m"].map(fmt),
-        "GFLOP/img": rows["gflops_per_image"].map(lambda v: fmt(v, "{:.1f}")),
-        "latency/batch ms, median (IQR)": [_latency(r) for r in rows.itertuples()],
-        "p90 ms": rows["latency_ms_p90"].map(fmt),
-        "throughput img/s": rows["throughput_ips"].map(lambda v: fmt(v, "{:.1f}")),
-        "peak MiB": rows["peak_memory_mib"].map(lambda v: fmt(v, "{:.0f}")),
-        "activation MiB": rows["activation_peak_mib"].map(lambda v: fmt(v, "{:.0f}")),
-        "train step ms, median": rows["train_latency_ms_median"].map(lambda v: fmt(v, "{:.1f}")),
-        "train peak MiB": rows["train_peak_memory_mib"].map(lambda v: fmt(v, "{:.0f}")),
-        "mIoU (%), over seeds": _miou_over_seeds(rows),
-        "status": rows["status"],
-    }).reset_index(drop=True)
+    """One line per configuration (``CONFIGURATION``): its ok rows folded into means with 95%
+    intervals and n, and how many of its jobs failed. Readable at any number of rows."""
+    records = []
+    keyed = _sorted(current).fillna({"channels_last": False, "threads": -1})
+    for key, mine in keyed.groupby(CONFIGURATION, sort=False, dropna=False):
+        ok = mine[mine["status"] == "ok"]
+        config = dict(zip(CONFIGURATION, key))
+        failed = mine.loc[mine["status"] != "ok", "status"].value_counts()
+        records.append({
+            "model": config["model"], "dataset": config["dataset"], "device": config["device"],
+            "resolution": config["resolution"], "batch": fmt(config["batch_size"], "{:.0f}"),
+            "precision": config["precision"] + (" channels_last" if config["channels_last"] else ""),
+            "backend": config["backend"],
+            "threads": "" if config["threads"] == -1 else fmt(config["threads"], "{:.0f}"),
+            "jobs ok": f"{len(ok)} of {len(mine)}",
+            "params (M)": fmt(ok["params_m"].median()),
+            "GFLOP/img": fmt(ok["gflops_per_image"].median(), "{:.1f}"),
+            "latency/batch ms (median per job; mean over jobs)": _fold(ok["latency_ms_median"], 2),
+            "throughput img/s": _fold(ok["throughput_ips"]),
+            "peak MiB": _fold(ok["peak_memory_mib"], 0),
+            "train step ms": _fold(ok["train_latency_ms_median"]),
+            "train peak MiB": _fold(ok["train_peak_memory_mib"], 0),
+            "mIoU (%), over seeds": spread_text(ok["miou"]),
+            "failed": ", ".join(f"{n} {status}" for status, n in failed.items()),
+        })
+    return pd.DataFrame.from_records(records)
 
 
 def _time_to_target(mine: pd.DataFrame) -> str:
