@@ -1,0 +1,108 @@
+"""The report at scale: a headline that folds repeats, every job in an offline interactive table,
+the consolidated row table, the cached data-set sample, and warnings for unreadable row files.
+(How long 10,000 rows take is measured by benchmarks/report_at_scale.py, not here.)"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bench.report import load_frame, plots, write_report
+from bench.report.frame import consolidated_path, rows_to_frame
+from bench.report.tables import headline_table
+from bench.store import ResultStore
+from tests.conftest import ROOT
+from tests.test_report import make_row
+
+
+def _seeds(model: str, latencies: list[float], mious: list[float]) -> list:
+    rows = []
+    for seed, (latency, miou) in enumerate(zip(latencies, mious)):
+        row = make_row(model, miou=miou, seed=seed, latency_ms_median=latency)
+        row.job_key, row.repeat_key = f"{model}-s{seed}", model
+        rows.append(row)
+    return rows
+
+
+def test_headline_folds_repeats_into_one_line_with_an_interval():
+    rows = _seeds("fcn8s", [10.0, 12.0, 14.0], [0.40, 0.42, 0.44]) + [make_row("segnet", status="oom")]
+    frame = rows_to_frame(rows)
+    table = headline_table(frame)
+    assert list(table["model"]) == ["fcn8s", "segnet"]
+    fcn = table.iloc[0]
+    assert fcn["jobs ok"] == "3 of 3"
+    # mean 12 ± 2, t(0.975, 2) = 4.303: 12 ± 4.97 -> 7.03 to 16.97
+    assert fcn["latency/batch ms (median per job; mean over jobs)"] == "12.00 ± 2.00 (95% CI 7.03 to 16.97, n=3)"
+    assert fcn["mIoU (%), over seeds"] == "42.0 ± 2.0 (95% CI 37.0 to 47.0, n=3)"
+    assert table.iloc[1]["jobs ok"] == "0 of 1" and table.iloc[1]["failed"] == "1 oom"
+
+
+@pytest.fixture()
+def many(tmp_path):
+    store = ResultStore(tmp_path)
+    for i in range(120):
+        store.write(make_row(f"model{i % 6}", 96 + 8 * (i // 6), 128, miou=0.3 + 0.001 * i))
+    return tmp_path
+
+
+def test_every_job_is_in_an_interactive_table_that_needs_no_network(many):
+    page = write_report(many).read_text()
+    assert "new ITable(" in page                                   # itables' DataTables at work
+    assert not re.search(r"""<(script|link)[^>]+(src|href)=["']?https?:""", page)  # all inline
+    everything, current, _ = load_frame(many)
+    assert all(key in page for key in current["job_key"])          # no row left out (maxBytes=0)
+    assert page.count('id="all-jobs"') == 1
+
+
+def test_the_consolidated_table_equals_the_json_rows_and_follows_new_and_deleted_files(many):
+    first, _, loaded = load_frame(many)
+    assert len(loaded.rows) == 120 and consolidated_path(many).exists()
+    from_json = rows_to_frame(ResultStore(many).load().rows)
+    pd.testing.assert_frame_equal(first.drop(columns=["row_file", "is_current"]), from_json)
+
+    again, _, loaded = load_frame(many)
+    assert loaded.rows == []                                       # all from the table this time
+    pd.testing.assert_frame_equal(first, again)
+
+    store = ResultStore(many)
+    new = store.write(make_row("newcomer", miou=0.9))
+    gone = store.row_files()[0]
+    gone.unlink()
+    after, _, loaded = load_frame(many)
+    assert [row.model for row in loaded.rows] == ["newcomer"]
+    assert len(after) == 120 and "newcomer" in set(after["model"])
+    assert f"{gone.parent.name}/{gone.name}" not in set(after["row_file"])
+    assert f"{new.parent.name}/{new.name}" in set(after["row_file"])
+
+
+def test_the_data_set_sample_is_drawn_once(many, monkeypatch):
+    store = ResultStore(many)
+    row = store.read(store.row_files()[0])
+    row.config = {"dataset": {"name": "synthetic", "num_classes": 11, "seed": 0}}
+    row.job_key, row.run_id = "sampled", "sampled"
+    store.write(row)
+    write_report(many)
+    [cached] = (many / "cache").glob("dataset_sample_*.png")
+    stamp = cached.stat().st_mtime_ns
+
+    def must_not_draw(*args, **kwargs):
+        raise AssertionError("the cached sample should have been used")
+
+    monkeypatch.setattr(plots, "dataset_sample_figure", must_not_draw)
+    write_report(many)
+    assert cached.stat().st_mtime_ns == stamp
+    assert (many / "report" / "dataset_sample.png").read_bytes() == cached.read_bytes()
+
+
+def test_an_unreadable_row_file_is_a_warning_on_the_console(many):
+    broken = many / "rows" / "broken" / "cut.json"
+    broken.parent.mkdir()
+    broken.write_text('{"job_key": "x", "sta')
+    result = subprocess.run([sys.executable, "-m", "bench.report", "--results-dir", str(many)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert str(broken) in warning and "JSONDecodeError" in warning
