@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
-import resource
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,11 +45,34 @@ def copy_rows(source: Path, target: Path, count: int) -> int:
 def time_report(results: Path) -> tuple[float, float]:
     """Seconds and peak resident MiB of ``python -m bench.report`` in a fresh process."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench.report", "--results-dir", str(results)], cwd=ROOT,
-                   check=True, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "bench.report", "--results-dir", str(results)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak (ru_maxrss, KiB on Linux)
     seconds = time.perf_counter() - started
-    # ru_maxrss of waited-for children is their largest peak (KiB on Linux); each run is the latest.
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"python -m bench.report failed on {results}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+#: Typed into the last search box on the page (the "All jobs" table) once the tables are drawn.
+SEARCH_SCRIPT = """<script>
+setTimeout(() => {
+  const boxes = document.querySelectorAll(".dt-search input");
+  boxes[boxes.length - 1].value = %s;
+  boxes[boxes.length - 1].dispatchEvent(new Event("input", {bubbles: true}));
+}, 3000);
+</script>"""
+
+
+def check_in_chromium(chromium: str, page: Path, model: str) -> str:
+    """The "All jobs" table's count line after searching for ``model``, as headless Chromium shows it."""
+    probe = page.with_name("chromium_check.html")
+    probe.write_text(page.read_text() + SEARCH_SCRIPT % json.dumps(model))
+    dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=300).stdout
+    probe.unlink()
+    counts = re.findall(r"Showing [^<]*entries[^<]*", dom)
+    return counts[-1] if counts else "no DataTables count line: the interactive table did not render"
 
 
 def main() -> None:
@@ -55,6 +80,8 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=Path(os.environ.get("SEGBENCH_RESULTS", "results")))
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="where to write the copies (default: a temp dir)")
+    parser.add_argument("--chromium", default=shutil.which("chromium"),
+                        help="a Chromium binary for the interactive-table check (default: chromium on PATH)")
     args = parser.parse_args()
     target = args.out or Path(tempfile.mkdtemp(prefix="segbench-report-at-scale-"))
     distinct = copy_rows(args.source, target, args.rows)
@@ -64,6 +91,9 @@ def main() -> None:
         print(f"python -m bench.report, {attempt}: {seconds:.2f} s, peak RSS {peak_mib:.0f} MiB")
     page = target / "report" / "index.html"
     print(f"page {page}: {page.stat().st_size / 2**20:.2f} MiB; load average {os.getloadavg()[0]:.2f}")
+    if args.chromium:
+        model = ResultStore(args.source).load().rows[0].model
+        print(f"headless Chromium, 'All jobs' searched for {model!r}: {check_in_chromium(args.chromium, page, model)}")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ def test_headline_folds_repeats_into_one_line_with_an_interval():
     fcn = table.iloc[0]
     assert fcn["jobs ok"] == "3 of 3"
     # mean 12 ± 2, t(0.975, 2) = 4.303: 12 ± 4.97 -> 7.03 to 16.97
-    assert fcn["latency/batch ms (median per job; mean over jobs)"] == "12.00 ± 2.00 (95% CI 7.03 to 16.97, n=3)"
-    assert fcn["mIoU (%), over seeds"] == "42.0 ± 2.0 (95% CI 37.0 to 47.0, n=3)"
+    assert fcn["latency/batch ms"] == "12.00 [7.03, 16.97] n=3"
+    assert fcn["mIoU (%)"] == "42.0 [37.0, 47.0] n=3"
     assert table.iloc[1]["jobs ok"] == "0 of 1" and table.iloc[1]["failed"] == "1 oom"
 
 

@@ -80,9 +80,9 @@ def report_body(everything, current, unreadable, tables, claims, figures, notes,
     sections = [
         _counts_html(everything, current) + html.unreadable_notice(unreadable),
         "<h2>Headline</h2><p>One line per configuration (model, data set, device, resolution, batch, "
-        "precision and layout, backend, threads): its jobs' values folded into mean ± standard "
-        "deviation with the 95% t interval of the mean and n (a single job: its value). Latency is "
-        "per batch; throughput in images per second. Every job is in <a href=\"#all-jobs\">All "
+        "precision and layout, backend, threads): its jobs' values folded into "
+        "<i>mean [95% t interval of the mean] n=jobs</i> (a single job: its value); latency folds each "
+        "job's median. Latency is per batch; throughput in images per second. Every job is in <a href=\"#all-jobs\">All "
         "jobs</a> below.</p>" + html.table_html(tables["Headline"]),
         "<h2>Best deployment</h2><p>Per model, device, resolution and batch measured on more than "
         "one backend, precision or layout: the fastest whose logits passed the parity check "

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -295,6 +298,32 @@ def dataset_sample_png(current: pd.DataFrame, path: Path, cache_dir: Path) -> tu
     return path, ""
 
 
+#: The figures the forked savers inherit (fork copies them; pickling figures would cost more).
+_TO_SAVE: list[tuple[Path, Figure]] = []
+
+
+def _save_one(index: int) -> None:
+    path, figure = _TO_SAVE[index]
+    figure.savefig(path, **SAVE)
+
+
+def save_figures(figures: list[tuple[Path, Figure]]) -> None:
+    """Render and encode the figures, most of the report's time, on every CPU: forked children
+    inherit the finished figures and save a share each. One process where fork is unavailable."""
+    global _TO_SAVE
+    workers = min(len(figures), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for path, figure in figures:
+            figure.savefig(path, **SAVE)
+        return
+    _TO_SAVE = figures
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            list(pool.map(_save_one, range(len(figures))))
+    finally:
+        _TO_SAVE = []
+
+
 def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """Draw every figure the rows support into ``out_dir`` (the data-set sample through ``cache_dir``).
 
@@ -333,12 +362,10 @@ def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[
                 for name, fig in iou_heatmap_figures(current).items()]
     notes = [f"{name} not drawn: no ok row holds what it plots."
              for name, figure, _ in figures if figure is None] + ([curves_note] if curves_note else [])
-    written = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, figure, caption in figures:
-        if figure is not None:
-            figure.savefig(out_dir / name, **SAVE)
-            written.append((out_dir / name, caption))
+    drawn = [(out_dir / name, figure, caption) for name, figure, caption in figures if figure is not None]
+    save_figures([(path, figure) for path, figure, _ in drawn])
+    written = [(path, caption) for path, _, caption in drawn]
     sample, why_not = dataset_sample_png(current, out_dir / "dataset_sample.png", cache_dir)
     if sample is None:
         notes.append(f"No data-set sample figure: {why_not}.")

@@ -70,18 +70,22 @@ CONFIGURATION = ["model", "dataset", "device", "resolution", "batch_size", "prec
 
 
 def _fold(values: pd.Series, digits: int = 1, scale: float = 1.0) -> str:
-    """Mean ± std (95% t interval, n) of the non-missing values; the value alone for one."""
+    """"mean [95% CI low, high] n=N" of the non-missing values (compact, for a wide table); the
+    value alone for one."""
     values = values.dropna()
     if values.empty:
         return ""
     if len(values) == 1:
         return f"{values.iloc[0] * scale:.{digits}f}"
-    return spread(values).text(scale, digits)
+    folded = spread(values)
+    return (f"{folded.mean * scale:.{digits}f} [{folded.low * scale:.{digits}f}, "
+            f"{folded.high * scale:.{digits}f}] n={folded.n}")
 
 
 def headline_table(current: pd.DataFrame) -> pd.DataFrame:
-    """One line per configuration (``CONFIGURATION``): its ok rows folded into means with 95%
-    intervals and n, and how many of its jobs failed. Readable at any number of rows."""
+    """One line per configuration (``CONFIGURATION``): its ok rows folded into the mean with the
+    95% t interval and n (latency: of each job's median), and how many of its jobs failed.
+    Readable at any number of rows."""
     records = []
     keyed = _sorted(current).fillna({"channels_last": False, "threads": -1})
     for key, mine in keyed.groupby(CONFIGURATION, sort=False, dropna=False):
@@ -97,12 +101,12 @@ def headline_table(current: pd.DataFrame) -> pd.DataFrame:
             "jobs ok": f"{len(ok)} of {len(mine)}",
             "params (M)": fmt(ok["params_m"].median()),
             "GFLOP/img": fmt(ok["gflops_per_image"].median(), "{:.1f}"),
-            "latency/batch ms (median per job; mean over jobs)": _fold(ok["latency_ms_median"], 2),
+            "latency/batch ms": _fold(ok["latency_ms_median"], 2),
             "throughput img/s": _fold(ok["throughput_ips"]),
             "peak MiB": _fold(ok["peak_memory_mib"], 0),
             "train step ms": _fold(ok["train_latency_ms_median"]),
             "train peak MiB": _fold(ok["train_peak_memory_mib"], 0),
-            "mIoU (%), over seeds": spread_text(ok["miou"]),
+            "mIoU (%)": _fold(ok["miou"], 1, scale=100),
             "failed": ", ".join(f"{n} {status}" for status, n in failed.items()),
         })
     return pd.DataFrame.from_records(records)
@@ -120,6 +124,25 @@ def _time_to_target(mine: pd.DataFrame) -> str:
     return head + f"{len(reached)} of {len(mine)} seeds, {reached.mean():.1f} s (mean)"
 
 
+#: Up to this many seeds a cell lists each one; beyond, it summarises them.
+LISTED_SEEDS = 5
+
+
+def _seed_list(seeds: pd.Series) -> str:
+    seeds = sorted(int(s) for s in seeds.dropna())
+    if len(seeds) <= LISTED_SEEDS:
+        return ", ".join(map(str, seeds))
+    return f"{len(seeds)} seeds, {seeds[0]} to {seeds[-1]}"
+
+
+def _best_points(mine: pd.DataFrame) -> str:
+    """Each seed's best validation point, or their mean [interval] when there are many seeds."""
+    best = mine[["best_val_miou", "best_val_seconds"]].dropna()
+    if len(best) <= LISTED_SEEDS:
+        return "; ".join(f"{b * 100:.1f} at {t:.1f}" for b, t in best.itertuples(index=False))
+    return f"{_fold(best['best_val_miou'], 1, scale=100)}, at {best['best_val_seconds'].mean():.1f} (mean)"
+
+
 def accuracy_table(current: pd.DataFrame) -> pd.DataFrame:
     """One line per configuration: mIoU and pixel accuracy over its seeds (mean ± std, t interval,
     n), the training it had, the best validation point and the time to the target mIoU."""
@@ -135,13 +158,11 @@ def accuracy_table(current: pd.DataFrame) -> pd.DataFrame:
             "scored at": (f"{first['eval_height']:.0f}x{first['eval_width']:.0f}" if pd.notna(first["eval_height"])
                           else "each label map's own size"),
             "training budget": first["train_budget"],
-            "seeds": ", ".join(str(int(s)) for s in sorted(mine["seed"].dropna())),
+            "seeds": _seed_list(mine["seed"]),
             "training steps (mean)": fmt(mine["train_steps"].mean(), "{:.0f}"),
             "mIoU (%)": spread_text(mine["miou"]),
             "pixel accuracy (%)": spread_text(mine["pixel_accuracy"]),
-            "best val mIoU (%), at s": "; ".join(
-                f"{b * 100:.1f} at {t:.1f}" for b, t in zip(mine["best_val_miou"], mine["best_val_seconds"])
-                if pd.notna(b) and pd.notna(t)),
+            "best val mIoU (%), at s": _best_points(mine),
             "time to target": _time_to_target(mine),
         })
     return pd.DataFrame.from_records(records)
