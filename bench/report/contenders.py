@@ -21,11 +21,10 @@ PUBLISHED_RESOLUTION = "520x520"
 
 COUNTING_NOTE = (
     "Published figures are torchvision's weights metadata, read from the installed torchvision "
-    "when the report is built. num_params counts the model with its auxiliary FCNHead (where it "
-    "has one: not LR-ASPP) and 21 "
-    "classes (the COCO-with-VOC-labels weights). _ops counts multiply-adds (GFLOPS in "
-    "torchvision's tables) of one forward pass at 520x520, any auxiliary head included, so the "
-    "published FLOP figure shown is 2 x _ops. segbench counts FLOP with "
+    "when the report is built. num_params counts 21 classes (the COCO-with-VOC-labels weights) "
+    "and the auxiliary FCNHead where the model has one (not LR-ASPP). _ops counts multiply-adds "
+    "(GFLOPS in torchvision's tables) of one forward pass at 520x520, any auxiliary head "
+    "included, so the published FLOP figure shown is 2 x _ops. segbench counts FLOP with "
     "torch.utils.flop_counter.FlopCounterMode (1 multiply-add = 2 FLOP) at the row's resolution. "
     "mIoU and pixel accuracy are torchvision's, on COCO val2017 with VOC labels and the pretrained "
     "weights: segbench's rows train from scratch, so no measured accuracy is comparable.")
