@@ -19,10 +19,18 @@ from matplotlib.ticker import NullLocator
 from bench.report.deployment import backend_latency_figure
 from bench.report.frame import IOU_PREFIX, iou_columns
 from bench.report.pareto import pareto_front
+from models.torchvision_zoo import CONTENDERS
 
 DPI = 110
 #: A quantity spanning more than this factor is drawn on a log axis.
 WIDE_RANGE = 20.0
+#: Point markers that tell today's contenders (torchvision's models) from the classics.
+CONTENDER_MARKER, CLASSIC_MARKER = "^", "o"
+MARKER_CAPTION = "Triangles: torchvision's segmentation models; circles: the classics."
+
+
+def model_marker(model: str) -> str:
+    return CONTENDER_MARKER if model in CONTENDERS else CLASSIC_MARKER
 
 
 def model_colors(models) -> dict[str, tuple]:
@@ -113,7 +121,8 @@ def params_flops_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
     figure = Figure(figsize=(7, 5), layout="constrained")
     ax = figure.subplots()
     for model, point in points.iterrows():
-        ax.scatter(point["gflops_per_image"], point["params_m"], color=colors[model], s=40)
+        ax.scatter(point["gflops_per_image"], point["params_m"], color=colors[model], s=40,
+                   marker=model_marker(model))
         ax.annotate(model, (point["gflops_per_image"], point["params_m"]), fontsize="small",
                     xytext=(4, 4), textcoords="offset points")
     ax.set_xscale("log")
@@ -142,7 +151,8 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict) -> Figure | Non
     for ax, device in zip(axes, devices):
         mine, variant = _most_common_variant(rows[rows["device"] == device])
         for label, row in zip(_point_labels(mine), mine.itertuples()):
-            ax.scatter(row.latency_ms_median, row.miou_pct, color=colors[row.model], s=40)
+            ax.scatter(row.latency_ms_median, row.miou_pct, color=colors[row.model], s=40,
+                       marker=model_marker(row.model))
             ax.annotate(label, (row.latency_ms_median, row.miou_pct), fontsize="x-small",
                         xytext=(4, 3), textcoords="offset points")
         front = pareto_front(zip(mine["latency_ms_median"], mine["miou_pct"]))
@@ -281,9 +291,10 @@ def write_plots(current: pd.DataFrame, out_dir: Path) -> tuple[list[tuple[Path, 
          "against input resolution, per device."),
         ("latency_per_backend.png", backend_latency_figure(current),
          "Latency per batch of each model on each deployment backend that passed parity (fp32)."),
-        ("params_vs_flops.png", params_flops_figure(current, colors), "Parameters against FLOPs (log-log)."),
+        ("params_vs_flops.png", params_flops_figure(current, colors),
+         f"Parameters against FLOPs (log-log). {MARKER_CAPTION}"),
         ("accuracy_vs_latency.png", accuracy_latency_figure(current, colors),
-         "mIoU against latency; the dashed step line is the Pareto front."),
+         f"mIoU against latency; the dashed step line is the Pareto front. {MARKER_CAPTION}"),
         ("learning_curves.png", learning_curve_figure(current, colors),
          "Validation mIoU against training time, one line per run (a model's seeds share a colour)."),
     ]
