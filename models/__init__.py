@@ -4,3 +4,4 @@ from models.registry import UnknownModelError, create_model, list_models, regist
 __all__ = ["UnknownModelError", "create_model", "list_models", "register_model", "resolve_name"]
 from models import fcdensenet, unet, adversarial  # noqa: E402,F401
 from models import fcn, dilated, segnet  # noqa: E402,F401
+from models import torchvision_zoo  # noqa: E402,F401

@@ -1,9 +1,34 @@
 """Pieces every architecture shares."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models import WeightsEnum
+
+
+def cached_weights_path(weights: WeightsEnum) -> Path:
+    """Where ``torch.hub`` keeps ``weights``: ``<torch.hub.get_dir()>/checkpoints/<its URL's file name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def load_cached_weights(weights: WeightsEnum, option: str) -> dict[str, torch.Tensor]:
+    """State dict of torchvision's ``weights`` from the local hub cache (segbench never downloads).
+
+    ``option`` is the model option that asked for them, named in the FileNotFoundError (with the
+    path and where to get the file) raised when the file is absent.
+    """
+    path = cached_weights_path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{option}=True needs torchvision's {weights} weights at {path}, which does not exist "
+            f"(segbench never downloads). Copy the file from {weights.url} to {path} (the directory "
+            f"follows $TORCH_HOME / torch.hub.set_dir), or use {option}=False.")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class InputTooSmallError(ValueError):

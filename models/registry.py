@@ -6,6 +6,7 @@ Follows timm/torchvision: each architecture module decorates a small builder fun
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from typing import Callable
 
 from torch import nn
@@ -18,11 +19,29 @@ class UnknownModelError(ValueError):
     """Raised for a model name that is not registered; the message lists the known ones."""
 
 
-def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None,
+def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: str | None = None,
                    aliases: tuple[str, ...] = ()):
-    """Register ``fn`` under ``name`` (default: the function's name) and any ``aliases``."""
+    """Register a builder under ``name`` (default: the function's name) and any ``aliases``.
+
+    Every spelling users write works: bare ``@register_model``, ``@register_model("name")`` and
+    ``@register_model(name="name")``; a builder may return N x C x H x W logits or a dict holding
+    them under ``"out"`` (torchvision's segmentation models do; ``create_model`` unwraps it).
+    """
+    if isinstance(fn, str):  # @register_model("name"): the name came positionally
+        if name is not None:
+            raise TypeError(f"register_model got a name twice ({fn!r} and name={name!r}); give one")
+        fn, name = None, fn
+    if fn is not None and not callable(fn):
+        raise TypeError(f"register_model takes a builder function or a model name (str), got "
+                        f"{type(fn).__name__} {fn!r}; write @register_model, @register_model(\"name\") "
+                        f"or @register_model(name=\"name\")")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"register_model's name must be a str, got {type(name).__name__} {name!r}")
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if not callable(builder):
+            raise TypeError(f"@register_model({name!r}) decorates a builder function, "
+                            f"not {type(builder).__name__} {builder!r}")
         key = name or builder.__name__
         if key in _BUILDERS or key in _ALIASES:
             raise ValueError(f"model {key!r} is registered twice")
@@ -52,5 +71,23 @@ def resolve_name(name: str) -> str:
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` returning N x num_classes x H x W logits."""
-    return _BUILDERS[resolve_name(name)](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    """Build the registered model ``name`` returning N x num_classes x H x W logits.
+
+    A model whose forward returns a dict (``{"out": logits, ...}``, as torchvision's do) gets a
+    forward hook that returns ``out`` alone, so profiling, training, evaluation, ``torch.compile``
+    and the ONNX exporter all see a tensor. A hook rather than a wrapper module keeps the model's
+    class and state-dict keys (checkpoints) unchanged.
+    """
+    model = _BUILDERS[resolve_name(name)](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    model.register_forward_hook(_logits_only)
+    return model
+
+
+def _logits_only(module: nn.Module, args, output):
+    """Forward hook: ``output["out"]`` for a dict output (other entries, e.g. "aux", are dropped)."""
+    if not isinstance(output, Mapping):
+        return None  # a tensor already: keep it
+    if "out" not in output:
+        raise TypeError(f"{type(module).__name__} returned a dict with keys {list(output)}; segbench "
+                        f"takes the logits from its \"out\" entry: return a tensor or {{\"out\": logits}}")
+    return output["out"]

@@ -11,33 +11,12 @@ ImageNet weights are read from the local torch hub cache only; nothing is ever d
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from urllib.parse import urlparse
-
 import torch
 from torch import nn
-from models.common import UnfoldConv2d
-from torchvision.models import VGG, VGG16_BN_Weights, VGG16_Weights, WeightsEnum, vgg16, vgg16_bn
+from models.common import UnfoldConv2d, load_cached_weights
+from torchvision.models import VGG, VGG16_BN_Weights, VGG16_Weights, vgg16, vgg16_bn
 
 FC6_KERNEL = 7  # fc6 sees the 7x7x512 pool5 map of a 224x224 ImageNet crop
-
-
-def cached_weights_path(weights: WeightsEnum) -> Path:
-    """Where ``torch.hub`` keeps ``weights``: ``<torch.hub.get_dir()>/checkpoints/<its URL's file name>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
-
-
-def load_cached_weights(weights: WeightsEnum) -> dict[str, torch.Tensor]:
-    """State dict of ``weights`` from the local hub cache; FileNotFoundError (with the path) if absent."""
-    path = cached_weights_path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained_backbone=True needs torchvision's {weights} ImageNet weights at {path}, "
-            f"which does not exist (segbench never downloads). Copy the file from {weights.url} "
-            f"to {path} (the directory follows $TORCH_HOME / torch.hub.set_dir), "
-            f"or use pretrained_backbone=False.")
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def vgg16_backbone(*, batch_norm: bool, pretrained: bool, in_channels: int = 3,
@@ -49,7 +28,7 @@ def vgg16_backbone(*, batch_norm: bool, pretrained: bool, in_channels: int = 3,
     when no weights are loaded.
     """
     weights = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
-    state = load_cached_weights(weights) if pretrained else None  # fail before the costly build
+    state = load_cached_weights(weights, "pretrained_backbone") if pretrained else None  # fail before the costly build
     # torchvision's constructor initialises its 138M parameters twice (nn defaults, then its own
     # scheme), which dominates building a model on CPU: build the shapes only, then fill them once.
     with torch.device("meta"):

@@ -7,6 +7,8 @@ Its out-of-memory error is CUDA's, injected, or with ``real_cpu_oom`` a real fai
 CPU allocator (a tensor of a petabyte).
 ``slow_trainer`` is the same net taking ``delay`` seconds per training forward pass, so a test can
 kill a training job part-way.
+``dict_segmenter`` is the same net returning ``{"out": logits, "aux": ...}`` as torchvision's
+segmentation models do, registered with the name given positionally, as users write it.
 """
 import time
 
@@ -73,3 +75,14 @@ class SlowTrainer(TinySegmenter):
 @register_model
 def slow_trainer(num_classes: int, in_channels: int = 3, delay: float = 0.05):
     return SlowTrainer(delay, num_classes=num_classes, in_channels=in_channels)
+
+
+class DictSegmenter(TinySegmenter):
+    def forward(self, x):
+        logits = super().forward(x)
+        return {"out": logits, "aux": logits.detach() * 0}  # the harness must use "out" only
+
+
+@register_model("dict_segmenter")
+def build_dict_segmenter(num_classes: int, in_channels: int = 3):
+    return DictSegmenter(num_classes, in_channels)

@@ -10,6 +10,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from bench.report import html
+from bench.report.contenders import COUNTING_NOTE, contenders_table
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.plots import write_plots
@@ -46,15 +47,19 @@ def _claims_markdown(results: list[ClaimResult]) -> str:
 
 
 #: The published-vs-measured tables, in reading order.
+CONTENDERS_TITLE = "torchvision contenders: published vs measured"
 PUBLISHED_TABLES = ("Parameters", "mIoU", "SegNet Table 6", "Decoder storage",
-                    "FC-DenseNet memory-efficient mode")
+                    "FC-DenseNet memory-efficient mode", CONTENDERS_TITLE)
 
 
 def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], out_dir: Path,
-                   decoder_note: str = "", accuracy_heading: str = "Accuracy") -> list[Path]:
-    """headline.md, deployment.md, accuracy.md, failures.md and published.md (published vs measured, claims)."""
+                   notes: dict[str, str], accuracy_heading: str = "Accuracy") -> list[Path]:
+    """headline.md, deployment.md, accuracy.md, failures.md and published.md (published vs measured, claims).
+
+    ``notes``: the paragraph shown below a published table, by its title.
+    """
     published = "\n".join(f"## {title}\n\n{to_markdown(tables[title])}"
-                          + (f"\n{decoder_note}\n" if title == "Decoder storage" else "")
+                          + (f"\n{notes[title]}\n" if title in notes else "")
                           for title in PUBLISHED_TABLES)
     texts = {
         "headline.md": f"# Headline\n\n{to_markdown(tables['Headline'])}",
@@ -75,8 +80,8 @@ def _counts_html(everything: pd.DataFrame, current: pd.DataFrame) -> str:
             f"and {history} history rows from earlier runs of the same jobs.</p>")
 
 
-def report_body(everything, current, unreadable, tables, claims, figures, notes, decoder_note="") -> str:
-    """The HTML page's sections, in reading order."""
+def report_body(everything, current, unreadable, tables, claims, figures, notes, table_notes) -> str:
+    """The HTML page's sections, in reading order; ``table_notes`` as for ``write_markdown``."""
     sections = [
         _counts_html(everything, current) + html.unreadable_notice(unreadable),
         "<h2>Headline</h2><p>One line per configuration (model, data set, device, resolution, batch, "
@@ -101,9 +106,11 @@ def report_body(everything, current, unreadable, tables, claims, figures, notes,
         + "<h3>mIoU</h3>" + html.table_html(tables["mIoU"])
         + "<h3>SegNet Table 6 (Caffe, GPU)</h3>" + html.table_html(tables["SegNet Table 6"])
         + "<h3>Decoder storage per image (SegNet sec. 3.1, Table 1)</h3>"
-        + html.table_html(tables["Decoder storage"]) + f"<p>{html.esc(decoder_note)}</p>"
+        + html.table_html(tables["Decoder storage"]) + f"<p>{html.esc(table_notes['Decoder storage'])}</p>"
         + "<h3>FC-DenseNet memory-efficient mode</h3>"
-        + html.table_html(tables["FC-DenseNet memory-efficient mode"]),
+        + html.table_html(tables["FC-DenseNet memory-efficient mode"])
+        + f"<h3>{html.esc(CONTENDERS_TITLE)}</h3>" + html.table_html(tables[CONTENDERS_TITLE])
+        + f"<p>{html.esc(table_notes[CONTENDERS_TITLE])}</p>",
         "<h2>Claims</h2>" + html.claims_html(claims),
         "<h2>Figures</h2>" + "".join(html.image_html(p, c) for p, c in figures)
         + "".join(f"<p><small>{html.esc(n)}</small></p>" for n in notes),
@@ -141,13 +148,14 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
         "SegNet Table 6": table6(current, published),
         "Decoder storage": decoder_storage_table(current, published),
         "FC-DenseNet memory-efficient mode": densenet_memory_table(current, published),
+        CONTENDERS_TITLE: contenders_table(current),
     }
-    decoder_note = int64_note(current, published)
+    table_notes = {"Decoder storage": int64_note(current, published), CONTENDERS_TITLE: COUNTING_NOTE}
     claims = evaluate_claims(current, published)
-    written += write_markdown(tables, claims, out_dir, decoder_note, accuracy_heading(current))
+    written += write_markdown(tables, claims, out_dir, table_notes, accuracy_heading(current))
     figures, notes = write_plots(current, out_dir, results_dir / "cache")
     written += [path for path, _ in figures]
-    body = report_body(everything, current, unreadable, tables, claims, figures, notes, decoder_note)
+    body = report_body(everything, current, unreadable, tables, claims, figures, notes, table_notes)
     index.write_text(html.page("segbench report", html.interactive_assets() + body))
     return [*written, index]
 

@@ -25,6 +25,7 @@ from bench.atomic import atomic_write
 from bench.report.deployment import backend_latency_figure
 from bench.report.frame import IOU_PREFIX, iou_columns
 from bench.report.pareto import pareto_front
+from bench.report.contenders import TORCHVISION_MODELS
 
 DPI = 110
 #: savefig's options for every figure: zlib level 1 encodes in a fraction of the default level 6's
@@ -32,6 +33,13 @@ DPI = 110
 SAVE = {"dpi": DPI, "pil_kwargs": {"compress_level": 1}}
 #: A quantity spanning more than this factor is drawn on a log axis.
 WIDE_RANGE = 20.0
+#: Point markers that tell today's contenders (torchvision's models) from the classics.
+CONTENDER_MARKER, CLASSIC_MARKER = "^", "o"
+MARKER_CAPTION = "Triangles: torchvision's segmentation models; circles: the classics."
+
+
+def model_marker(model: str) -> str:
+    return CONTENDER_MARKER if model in TORCHVISION_MODELS else CLASSIC_MARKER
 
 
 def model_colors(models) -> dict[str, tuple]:
@@ -122,7 +130,8 @@ def params_flops_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
     figure = Figure(figsize=(7, 5), layout="constrained")
     ax = figure.subplots()
     for model, point in points.iterrows():
-        ax.scatter(point["gflops_per_image"], point["params_m"], color=colors[model], s=40)
+        ax.scatter(point["gflops_per_image"], point["params_m"], color=colors[model], s=40,
+                   marker=model_marker(model))
         ax.annotate(model, (point["gflops_per_image"], point["params_m"]), fontsize="small",
                     xytext=(4, 4), textcoords="offset points")
     ax.set_xscale("log")
@@ -157,7 +166,8 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict) -> Figure | Non
         mine = chosen.groupby(["model", "resolution"], as_index=False).agg(
             miou_pct=("miou_pct", "mean"), latency_ms_median=("latency_ms_median", "median"))
         for label, row in zip(_point_labels(mine), mine.itertuples()):
-            ax.scatter(row.latency_ms_median, row.miou_pct, color=colors[row.model], s=40)
+            ax.scatter(row.latency_ms_median, row.miou_pct, color=colors[row.model], s=40,
+                       marker=model_marker(row.model))
             ax.annotate(label, (row.latency_ms_median, row.miou_pct), fontsize="x-small",
                         xytext=(4, 3), textcoords="offset points")
         front = pareto_front(zip(mine["latency_ms_median"], mine["miou_pct"]))
@@ -352,9 +362,10 @@ def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[
          "against input resolution, per device."),
         ("latency_per_backend.png", backend_latency_figure(current),
          "Latency per batch of each model on each deployment backend that passed parity (fp32)."),
-        ("params_vs_flops.png", params_flops_figure(current, colors), "Parameters against FLOPs (log-log)."),
+        ("params_vs_flops.png", params_flops_figure(current, colors),
+         f"Parameters against FLOPs (log-log). {MARKER_CAPTION}"),
         ("accuracy_vs_latency.png", accuracy_latency_figure(current, colors),
-         "mIoU against latency; the dashed step line is the Pareto front."),
+         f"mIoU against latency; the dashed step line is the Pareto front. {MARKER_CAPTION}"),
         ("learning_curves.png", curves,
          "Validation mIoU against training time, one line per run (a model's seeds share a colour)."),
     ]
