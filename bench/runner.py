@@ -253,10 +253,18 @@ def _unsaved(row: ResultRow, path: Path, exc: OSError) -> str:
     return f"row not written ({describe_os_error(exc)}); job status {row.status}: {row.error or 'ok'}"
 
 
+def _done(cfg: DictConfig, key: str, store: ResultStore) -> JobOutcome | None:
+    """The skipped outcome when the job has an ok row (and force is off), else None."""
+    if cfg.force or not store.has_ok_row(key):
+        return None
+    print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
+    return JobOutcome(key, "skipped")
+
+
 def _run_claimed(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -> JobOutcome:
-    if not cfg.force and store.has_ok_row(key):  # finished by another worker before our claim
-        print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
-        return JobOutcome(key, "skipped")
+    done = _done(cfg, key, store)  # finished by another worker between our first look and our claim
+    if done is not None:
+        return done
     if cfg.isolate:
         row, trace, stored = _execute_isolated(cfg, run_dir, store)
     else:
@@ -278,9 +286,9 @@ def _run_claimed(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -
 
 
 def _run_or_skip(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -> JobOutcome:
-    if not cfg.force and store.has_ok_row(key):
-        print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
-        return JobOutcome(key, "skipped")
+    done = _done(cfg, key, store)
+    if done is not None:
+        return done
     lease = claim(store.root, key, float(cfg.lease.stale_after_seconds), float(cfg.lease.heartbeat_seconds))
     if not isinstance(lease, Lease):
         print(f"[claimed] {key}: another worker runs it ({lease})")
