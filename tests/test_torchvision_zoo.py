@@ -185,7 +185,7 @@ def contender_row(model: str, height: int, width: int, params: int, flops: float
         params_total=params, flops_per_image=flops, model_kwargs={"aux": aux, "pretrained": False})
 
 
-def test_report_table_shows_the_metadata_figures_and_their_source():
+def test_report_table_shows_the_metadata_figures_and_their_source(tmp_path):
     lraspp = CONTENDERS["lraspp_mobilenet_v3_large"][1]
     deeplab = CONTENDERS["deeplabv3_mobilenet_v3_large"][1]
     frame = rows_to_frame([
@@ -194,7 +194,7 @@ def test_report_table_shows_the_metadata_figures_and_their_source():
         contender_row("deeplabv3_mobilenet_v3_large", 192, 256, 11_000_000, 3e9, aux=False, num_classes=11),
         contender_row("fcn8s", 192, 256, 134_000_000, 1e11, aux=False),  # a classic: not in this table
     ])
-    table = contenders_table(frame).set_index("model")
+    table = contenders_table(frame, tmp_path).set_index("model")
     assert list(table.index) == ["deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"]
     row = table.loc["lraspp_mobilenet_v3_large"]
     assert row["source"] == "torchvision weights metadata: LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1"
@@ -209,11 +209,14 @@ def test_report_table_shows_the_metadata_figures_and_their_source():
     assert other["2 x _ops GFLOP/img (520x520)"] == f"{2 * deeplab.meta['_ops']:.3f}"
     for reason in ("aux=false", "11 classes; num_params counts 21", "measured at 192x256"):
         assert reason in other["counting notes"]
+    # The metadata is kept per torchvision version; a second report reads the same figures from it.
+    [cached] = tmp_path.glob("torchvision-*-weights-metadata.json")
+    assert contenders_table(frame, tmp_path).equals(table.reset_index())
 
 
-def test_report_table_is_empty_without_contender_rows():
+def test_report_table_is_empty_without_contender_rows(tmp_path):
     frame = rows_to_frame([contender_row("fcn8s", 192, 256, 134_000_000, 1e11, aux=False)])
-    assert contenders_table(frame).empty
+    assert contenders_table(frame, tmp_path).empty
 
 
 def test_written_report_has_the_table_and_its_note(tmp_path):
