@@ -4,9 +4,10 @@
 
 The source is a results directory with real rows (``make bench`` writes one); each copy gets its
 own job key and run id, so the report sees ``--rows`` jobs. The report runs in a fresh process,
-as a user runs it, twice: the first run builds the consolidated row table
-(``results/rows.parquet``) and the data-set sample cache, the second reuses them. Prints the wall
-time and peak resident memory of each run, and the size of the page.
+as a user runs it, three times: the first reads every JSON row file and builds the caches (the
+consolidated row table, the figures, the data-set sample); the second finds nothing changed;
+the third follows one new row (as after a sweep: one more file to read, every figure drawn again).
+Prints the wall time and peak resident memory of each run, and the size of the page.
 """
 from __future__ import annotations
 
@@ -86,7 +87,11 @@ def main() -> None:
     target = args.out or Path(tempfile.mkdtemp(prefix="segbench-report-at-scale-"))
     distinct = copy_rows(args.source, target, args.rows)
     print(f"{args.rows} rows ({distinct} distinct source rows) under {target}")
-    for attempt in ("first (builds the caches)", "second (reuses them)"):
+    for attempt in ("first (every row read from JSON, caches built)", "second (nothing changed)",
+                    "third (one new row)"):
+        if attempt.startswith("third"):
+            row = ResultStore(target).load(ResultStore(target).row_files()[0].parent.name).rows[0]
+            ResultStore(target).write(dataclasses.replace(row, job_key=f"{row.job_key}_new", run_id="new"))
         seconds, peak_mib = time_report(target)
         print(f"python -m bench.report, {attempt}: {seconds:.2f} s, peak RSS {peak_mib:.0f} MiB")
     page = target / "report" / "index.html"

@@ -92,6 +92,7 @@ def test_the_data_set_sample_is_drawn_once(many, monkeypatch):
         raise AssertionError("the cached sample should have been used")
 
     monkeypatch.setattr(plots, "dataset_sample_figure", must_not_draw)
+    store.write(make_row("another", miou=0.5))  # new rows: the figures are drawn again, the sample is not
     write_report(many)
     assert cached.stat().st_mtime_ns == stamp
     assert (many / "report" / "dataset_sample.png").read_bytes() == cached.read_bytes()
@@ -106,3 +107,20 @@ def test_an_unreadable_row_file_is_a_warning_on_the_console(many):
     assert result.returncode == 0
     [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert str(broken) in warning and "JSONDecodeError" in warning
+
+
+def test_figures_are_drawn_once_per_set_of_rows(many, monkeypatch):
+    write_report(many)
+    first = {p.name: p.read_bytes() for p in (many / "report").glob("*.png")}
+    assert "accuracy_vs_latency.png" in first
+
+    def must_not_draw(*args, **kwargs):
+        raise AssertionError("unchanged rows: the cached figures should have been used")
+
+    monkeypatch.setattr(plots, "_draw_plots", must_not_draw)
+    write_report(many)
+    assert {p.name: p.read_bytes() for p in (many / "report").glob("*.png")} == first
+
+    ResultStore(many).write(make_row("newcomer", miou=0.9))
+    with pytest.raises(AssertionError, match="unchanged rows"):
+        write_report(many)                       # a new row: the figures must be drawn again

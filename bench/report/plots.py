@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
@@ -21,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
-from bench.atomic import atomic_write
+from bench.atomic import atomic_write, atomic_write_text
 from bench.report.deployment import backend_latency_figure
 from bench.report.frame import IOU_PREFIX, iou_columns
 from bench.report.pareto import pareto_front
@@ -308,37 +306,8 @@ def dataset_sample_png(current: pd.DataFrame, path: Path, cache_dir: Path) -> tu
     return path, ""
 
 
-#: The figures the forked savers inherit (fork copies them; pickling figures would cost more).
-_TO_SAVE: list[tuple[Path, Figure]] = []
-
-
-def _save_one(index: int) -> None:
-    path, figure = _TO_SAVE[index]
-    figure.savefig(path, **SAVE)
-
-
-def save_figures(figures: list[tuple[Path, Figure]]) -> None:
-    """Render and encode the figures, most of the report's time, on every CPU: forked children
-    inherit the finished figures and save a share each. One process where fork is unavailable."""
-    global _TO_SAVE
-    workers = min(len(figures), os.cpu_count() or 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        for path, figure in figures:
-            figure.savefig(path, **SAVE)
-        return
-    _TO_SAVE = figures
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            list(pool.map(_save_one, range(len(figures))))
-    finally:
-        _TO_SAVE = []
-
-
-def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
-    """Draw every figure the rows support into ``out_dir`` (the data-set sample through ``cache_dir``).
-
-    Returns ([(png path, caption)], [notes on figures left out]).
-    """
+def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """Draw every figure the rows support into ``out_dir``: ([(file name, caption)], [notes])."""
     colors = model_colors(current["model"])
     curves, curves_note = learning_curve_figure(current, colors)
     figures: list[tuple[str, Figure | None, str]] = [
@@ -374,12 +343,48 @@ def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[
     notes = [f"{name} not drawn: no ok row holds what it plots."
              for name, figure, _ in figures if figure is None] + ([curves_note] if curves_note else [])
     out_dir.mkdir(parents=True, exist_ok=True)
-    drawn = [(out_dir / name, figure, caption) for name, figure, caption in figures if figure is not None]
-    save_figures([(path, figure) for path, figure, _ in drawn])
-    written = [(path, caption) for path, _, caption in drawn]
+    drawn = []
+    for name, figure, caption in figures:
+        if figure is not None:
+            figure.savefig(out_dir / name, **SAVE)
+            drawn.append((name, caption))
     sample, why_not = dataset_sample_png(current, out_dir / "dataset_sample.png", cache_dir)
     if sample is None:
         notes.append(f"No data-set sample figure: {why_not}.")
     else:
-        written.append((sample, "Samples of the synthetic data set."))
-    return written, notes
+        drawn.append((sample.name, "Samples of the synthetic data set."))
+    return drawn, notes
+
+
+#: Figure sets kept in the cache (the newest): a report on unchanged rows copies its figures.
+KEPT_FIGURE_SETS = 3
+
+
+def _figures_key(current: pd.DataFrame) -> str:
+    """The rows' values and the drawing code: the same key, the same figures."""
+    code = b"".join(path.read_bytes() for path in (Path(__file__), Path(__file__).with_name("deployment.py")))
+    rows = pd.util.hash_pandas_object(current, index=False).values.tobytes()
+    names = json.dumps(list(current.columns)).encode()
+    return hashlib.sha1(rows + names + code + matplotlib.__version__.encode()).hexdigest()[:16]
+
+
+def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Every figure the rows support, in ``out_dir``; returns ([(png path, caption)], [notes on
+    figures left out]).
+
+    Drawing is most of a large report's time, so the figures are drawn once per set of rows (and
+    drawing code) into ``cache_dir/figures/<key>/`` and copied from there by later reports.
+    """
+    figure_sets = cache_dir / "figures"
+    drawn_dir = figure_sets / _figures_key(current)
+    manifest = drawn_dir / "figures.json"
+    if not manifest.exists():
+        drawn, notes = _draw_plots(current, drawn_dir, cache_dir)
+        atomic_write_text(manifest, json.dumps({"figures": drawn, "notes": notes}))
+        for old in sorted(figure_sets.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_FIGURE_SETS]:
+            shutil.rmtree(old, ignore_errors=True)
+    kept = json.loads(manifest.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, _ in kept["figures"]:
+        shutil.copyfile(drawn_dir / name, out_dir / name)
+    return [(out_dir / name, caption) for name, caption in kept["figures"]], kept["notes"]
