@@ -12,6 +12,7 @@ from torchvision.models import segmentation as tv
 
 from bench.report.contenders import contenders_table
 from bench.report.frame import rows_to_frame
+from bench.report.published import load_published
 from bench.schema import ResultRow
 from models import create_model, list_models, register_model
 from models.registry import _BUILDERS
@@ -185,7 +186,19 @@ def contender_row(model: str, height: int, width: int, params: int, flops: float
         params_total=params, flops_per_image=flops, model_kwargs={"aux": aux, "pretrained": False})
 
 
-def test_report_table_shows_the_metadata_figures_and_their_source(tmp_path):
+def test_published_figures_equal_the_installed_torchvision_metadata():
+    published = load_published()["torchvision_weights"]
+    assert set(published) == set(CONTENDERS)
+    for name, (_, weights) in CONTENDERS.items():
+        meta = weights.meta
+        metrics = meta["_metrics"]["COCO-val2017-VOC-labels"]  # COCO val2017, the 20 VOC categories
+        assert published[name] == {
+            "weights": f"{type(weights).__name__}.{weights.name}", "num_params": meta["num_params"],
+            "ops": meta["_ops"], "file_size": meta["_file_size"], "categories": len(meta["categories"]),
+            "miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"], "aux_head": has_aux_head(name)}, name
+
+
+def test_report_table_shows_the_metadata_figures_and_their_source():
     lraspp = CONTENDERS["lraspp_mobilenet_v3_large"][1]
     deeplab = CONTENDERS["deeplabv3_mobilenet_v3_large"][1]
     frame = rows_to_frame([
@@ -194,7 +207,7 @@ def test_report_table_shows_the_metadata_figures_and_their_source(tmp_path):
         contender_row("deeplabv3_mobilenet_v3_large", 192, 256, 11_000_000, 3e9, aux=False, num_classes=11),
         contender_row("fcn8s", 192, 256, 134_000_000, 1e11, aux=False),  # a classic: not in this table
     ])
-    table = contenders_table(frame, tmp_path).set_index("model")
+    table = contenders_table(frame, load_published()).set_index("model")
     assert list(table.index) == ["deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"]
     row = table.loc["lraspp_mobilenet_v3_large"]
     assert row["source"] == "torchvision weights metadata: LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1"
@@ -209,14 +222,11 @@ def test_report_table_shows_the_metadata_figures_and_their_source(tmp_path):
     assert other["2 x _ops GFLOP/img (520x520)"] == f"{2 * deeplab.meta['_ops']:.3f}"
     for reason in ("aux=false", "11 classes; num_params counts 21", "measured at 192x256"):
         assert reason in other["counting notes"]
-    # The metadata is kept per torchvision version; a second report reads the same figures from it.
-    [cached] = tmp_path.glob("torchvision-*-weights-metadata.json")
-    assert contenders_table(frame, tmp_path).equals(table.reset_index())
 
 
-def test_report_table_is_empty_without_contender_rows(tmp_path):
+def test_report_table_is_empty_without_contender_rows():
     frame = rows_to_frame([contender_row("fcn8s", 192, 256, 134_000_000, 1e11, aux=False)])
-    assert contenders_table(frame, tmp_path).empty
+    assert contenders_table(frame, load_published()).empty
 
 
 def test_written_report_has_the_table_and_its_note(tmp_path):

@@ -1,36 +1,32 @@
 """torchvision's segmentation models: their published figures beside the measured rows.
 
-The published figures are read at report time from the metadata of the weights each entry names
-(``models.torchvision_zoo.CONTENDERS``), so they are always torchvision's own and never copied here
-(kept per torchvision version in the results cache, since importing torchvision takes seconds).
-They are counted differently from segbench's rows; each difference is named, per row where it
-depends on the row (its classes, aux head and resolution), below the table where it does not.
+The published figures are the metadata of the weights each entry names
+(``models.torchvision_zoo.CONTENDERS``), copied into ``conf/published.yaml``
+(``torchvision_weights``) so that the report needs no torch (importing torchvision takes seconds);
+a test checks them against the installed torchvision. They are counted differently from
+segbench's rows; each difference is named, per row where it depends on the row (its classes, aux
+head and resolution), below the table where it does not.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import json
-from pathlib import Path
 
 import pandas as pd
 
-from bench.atomic import atomic_write_text
 from bench.report.tables import fmt
 
-#: The names ``models.torchvision_zoo`` registers, here without importing torch (seconds): the
-#: report imports torchvision only when rows of these models are there (a test keeps them equal).
+#: The names ``models.torchvision_zoo`` registers, here without importing torch (seconds); a test
+#: keeps them equal.
 TORCHVISION_MODELS = ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
                       "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")
 
-#: The metadata's benchmark: COCO val2017 restricted to the 20 VOC categories.
-METRICS_KEY = "COCO-val2017-VOC-labels"
 #: Where torchvision measured ``_ops``: its eval transform (``SemanticSegmentation``) resizes to 520.
 PUBLISHED_RESOLUTION = "520x520"
 
 COUNTING_NOTE = (
-    "Published figures are torchvision's weights metadata, read from the installed torchvision "
-    "when the report is built. num_params counts 21 classes (the COCO-with-VOC-labels weights) "
-    "and the auxiliary FCNHead where the model has one (not LR-ASPP). _ops counts multiply-adds "
+    "Published figures are torchvision's weights metadata (torchvision 0.29.1, copied into "
+    "conf/published.yaml and checked against the installed torchvision by the tests). num_params "
+    "counts 21 classes (the COCO-with-VOC-labels weights) and the auxiliary FCNHead where the model has one (not LR-ASPP). _ops counts multiply-adds "
     "(GFLOPS in torchvision's tables) of one forward pass at 520x520, any auxiliary head "
     "included, so the published FLOP figure shown is 2 x _ops. segbench counts FLOP with "
     "torch.utils.flop_counter.FlopCounterMode (1 multiply-add = 2 FLOP) at the row's resolution. "
@@ -51,40 +47,16 @@ def _row_notes(has_aux_head: bool, classes: int, aux: bool, resolution: str, cat
     return "; ".join(notes) or "same model, classes and resolution as the metadata"
 
 
-def _read_metadata() -> dict[str, dict]:
-    """What the table shows of each model's weights metadata, read from the installed torchvision."""
-    from models.torchvision_zoo import CONTENDERS, has_aux_head
-    published = {}
-    for name, (_, weights) in CONTENDERS.items():
-        meta = weights.meta
-        published[name] = {
-            "weights": f"{type(weights).__name__}.{weights.name}", "num_params": meta["num_params"],
-            "ops": meta["_ops"], "file_size": meta["_file_size"], "categories": len(meta["categories"]),
-            "metrics": meta["_metrics"][METRICS_KEY], "aux_head": has_aux_head(name)}
-    return published
-
-
-def published_metadata(cache_dir: Path) -> dict[str, dict]:
-    """``_read_metadata``, kept per torchvision version under ``cache_dir``: importing torchvision
-    and the models costs seconds, the metadata of one version never changes."""
-    path = cache_dir / f"torchvision-{importlib.metadata.version('torchvision')}-weights-metadata.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    published = _read_metadata()
-    atomic_write_text(path, json.dumps(published, indent=1))
-    return published
-
-
-def contenders_table(current: pd.DataFrame, cache_dir: Path) -> pd.DataFrame:
-    """One line per measured ``ok`` row of a torchvision model, with its weights' metadata."""
+def contenders_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
+    """One line per measured ``ok`` row of a torchvision model, with its weights' metadata
+    (``published["torchvision_weights"]``, from ``load_published``)."""
     rows = current[(current["status"] == "ok") & current["model"].isin(TORCHVISION_MODELS)
                    & current["params_total"].notna()]
     if rows.empty:
         return pd.DataFrame()
-    published = published_metadata(cache_dir)
     records = []
     for row in rows.sort_values(["model", "pixels"]).itertuples():
-        meta = published[row.model]
+        meta = published["torchvision_weights"][row.model]
         aux = bool(json.loads(row.model_kwargs or "{}").get("aux", False))
         published_gflops = 2 * meta["ops"]
         at_published_size = row.resolution == PUBLISHED_RESOLUTION
@@ -98,7 +70,7 @@ def contenders_table(current: pd.DataFrame, cache_dir: Path) -> pd.DataFrame:
             "2 x _ops GFLOP/img (520x520)": fmt(published_gflops, "{:.3f}"),
             "measured / 2 x _ops": fmt(row.gflops_per_image / published_gflops if at_published_size
                                        else None, "{:.3f}"),
-            "published mIoU (%)": meta["metrics"]["miou"], "published pixel acc (%)": meta["metrics"]["pixel_acc"],
+            "published mIoU (%)": meta["miou"], "published pixel acc (%)": meta["pixel_acc"],
             "weights file (MB)": meta["file_size"],
             "source": f"torchvision weights metadata: {meta['weights']}",
             "counting notes": _row_notes(meta["aux_head"], int(row.num_classes), aux, row.resolution,

@@ -63,8 +63,8 @@ def rows_to_frame(rows: list) -> pd.DataFrame:
 
 def newest_per_job(frame: pd.DataFrame) -> pd.DataFrame:
     """The newest row of each ``job_key`` (by ``finished_at``, then ``run_id`` for ties)."""
-    ordered = frame.sort_values(["finished_at", "run_id"], kind="stable")
-    return ordered.drop_duplicates("job_key", keep="last").sort_index()
+    ordered = frame[["finished_at", "run_id", "job_key"]].sort_values(["finished_at", "run_id"], kind="stable")
+    return frame.loc[ordered.drop_duplicates("job_key", keep="last").index.sort_values()]
 
 
 #: Bump when ``rows_to_frame`` derives its columns differently: the consolidated table is rebuilt.

@@ -115,7 +115,7 @@ def _min_run_times(current: pd.DataFrame) -> str:
     """The latency loop's ``measure.min_run_time`` from each row's resolved config."""
     def read(config: str):
         return json.loads(config).get("measure", {}).get("min_run_time") if config else None
-    return distinct(current["config"].map(read)) + " s"
+    return distinct(current["config"].drop_duplicates().map(read)) + " s"
 
 
 def methods_html(current: pd.DataFrame) -> str:

@@ -172,7 +172,7 @@ def accuracy_heading(current: pd.DataFrame) -> str:
     """"Accuracy after 15 seconds of CPU training" when every accuracy row had that one time
     budget on one device; "Accuracy" otherwise."""
     rows = current[(current["status"] == "ok") & current["miou"].notna()]
-    budgets, devices = set(rows["config"].map(train_limits)), set(rows["device"])
+    budgets, devices = set(rows["config"].drop_duplicates().map(train_limits)), set(rows["device"])
     if len(budgets) == 1 and len(devices) == 1:
         [limits], [device] = budgets, devices
         if len(limits) == 1 and limits[0][0] == "max_seconds":
@@ -203,7 +203,7 @@ def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def distinct(series: pd.Series) -> str:
     """The distinct non-empty values of ``series``, sorted and comma-separated."""
-    values = series.dropna()
+    values = pd.Series(series.dropna().unique(), dtype=series.dtype)  # a few values of 10,000 rows
     if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
         values = values.astype(int)  # an int column with gaps reads back as float
     return ", ".join(sorted({str(v) for v in values} - {""})) or "(none recorded)"
