@@ -117,7 +117,7 @@ def test_figures_are_drawn_once_per_set_of_rows(many, monkeypatch):
     def must_not_draw(*args, **kwargs):
         raise AssertionError("unchanged rows: the cached figures should have been used")
 
-    monkeypatch.setattr(plots, "_drawing_tasks", must_not_draw)
+    monkeypatch.setattr(plots, "_draw_plots", must_not_draw)
     write_report(many)
     assert {p.name: p.read_bytes() for p in (many / "report").glob("*.png")} == first
 

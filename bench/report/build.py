@@ -13,7 +13,7 @@ from bench.report import html
 from bench.report.contenders import COUNTING_NOTE, contenders_table
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
-from bench.report.plots import Figures
+from bench.report.plots import write_plots
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
     load_published, miou_table, params_table, table6)
@@ -80,17 +80,8 @@ def _counts_html(everything: pd.DataFrame, current: pd.DataFrame) -> str:
             f"and {history} history rows from earlier runs of the same jobs.</p>")
 
 
-def report_body(everything, current, unreadable, tables, claims, drawn_figures, table_notes) -> str:
-    """The HTML page's sections, in reading order; ``table_notes`` as for ``write_markdown``.
-
-    ``drawn_figures()`` gives ([(png path, caption)], [notes]): called when the page reaches the
-    figures, so the sections above them are made while the figures are drawn.
-    """
-    def figures_section() -> str:
-        figures, notes = drawn_figures()
-        return ("<h2>Figures</h2>" + "".join(html.image_html(p, c) for p, c in figures)
-                + "".join(f"<p><small>{html.esc(n)}</small></p>" for n in notes))
-
+def report_body(everything, current, unreadable, tables, claims, figures, notes, table_notes) -> str:
+    """The HTML page's sections, in reading order; ``table_notes`` as for ``write_markdown``."""
     sections = [
         _counts_html(everything, current) + html.unreadable_notice(unreadable),
         "<h2>Headline</h2><p>One line per configuration (model, data set, device, resolution, batch, "
@@ -121,7 +112,8 @@ def report_body(everything, current, unreadable, tables, claims, drawn_figures, 
         + f"<h3>{html.esc(CONTENDERS_TITLE)}</h3>" + html.table_html(tables[CONTENDERS_TITLE])
         + f"<p>{html.esc(table_notes[CONTENDERS_TITLE])}</p>",
         "<h2>Claims</h2>" + html.claims_html(claims),
-        figures_section(),
+        "<h2>Figures</h2>" + "".join(html.image_html(p, c) for p, c in figures)
+        + "".join(f"<p><small>{html.esc(n)}</small></p>" for n in notes),
         "<h2>How each figure was measured</h2>" + html.methods_html(current),
         "<h2>Environment</h2>" + html.table_html(environment_table(everything)),
     ]
@@ -139,33 +131,31 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
         print(f"warning: skipped unreadable row file {path} ({loaded.problems[path]}); "
               "a job killed mid-write leaves none, so it was damaged or edited: fix or delete it", file=sys.stderr)
     index = out_dir / "index.html"
+    written = write_tidy(current, everything, results_dir)
     if current.empty:
-        written = write_tidy(current, everything, results_dir)
         index.write_text(html.empty_page(results_dir, unreadable))
         return [*written, index]
 
     published = load_published()
-    with Figures(current, out_dir, results_dir / "cache") as drawing:  # drawn while the rest is made
-        written = write_tidy(current, everything, results_dir)
-        tables = {
-            "Headline": headline_table(current),
-            "All jobs": jobs_table(current),
-            "Best deployment": best_deployment_table(current),
-            "Accuracy": accuracy_table(current),
-            "Failures": failures_table(current),
-            "Parameters": params_table(current, published),
-            "mIoU": miou_table(current, published),
-            "SegNet Table 6": table6(current, published),
-            "Decoder storage": decoder_storage_table(current, published),
-            "FC-DenseNet memory-efficient mode": densenet_memory_table(current, published),
-            CONTENDERS_TITLE: contenders_table(current, published),
-        }
-        table_notes = {"Decoder storage": int64_note(current, published), CONTENDERS_TITLE: COUNTING_NOTE}
-        claims = evaluate_claims(current, published)
-        written += write_markdown(tables, claims, out_dir, table_notes, accuracy_heading(current))
-        body = report_body(everything, current, unreadable, tables, claims, drawing.result, table_notes)
-        figures, _ = drawing.result()
+    tables = {
+        "Headline": headline_table(current),
+        "All jobs": jobs_table(current),
+        "Best deployment": best_deployment_table(current),
+        "Accuracy": accuracy_table(current),
+        "Failures": failures_table(current),
+        "Parameters": params_table(current, published),
+        "mIoU": miou_table(current, published),
+        "SegNet Table 6": table6(current, published),
+        "Decoder storage": decoder_storage_table(current, published),
+        "FC-DenseNet memory-efficient mode": densenet_memory_table(current, published),
+        CONTENDERS_TITLE: contenders_table(current, published),
+    }
+    table_notes = {"Decoder storage": int64_note(current, published), CONTENDERS_TITLE: COUNTING_NOTE}
+    claims = evaluate_claims(current, published)
+    written += write_markdown(tables, claims, out_dir, table_notes, accuracy_heading(current))
+    figures, notes = write_plots(current, out_dir, results_dir / "cache")
     written += [path for path, _ in figures]
+    body = report_body(everything, current, unreadable, tables, claims, figures, notes, table_notes)
     index.write_text(html.page("segbench report", html.interactive_assets() + body))
     return [*written, index]
 

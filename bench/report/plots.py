@@ -1,18 +1,14 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot state, no display).
 
 Each ``*_figure`` function takes the current rows and the model colours, and returns a Figure,
-or None when no row holds what it plots. ``Figures`` draws them all with one choice of colours,
-so a model has the same colour in every figure.
+or None when no row holds what it plots. ``write_plots`` picks the colours once, so a model has
+the same colour in every figure.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-import os
 import shutil
-from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -310,82 +306,54 @@ def dataset_sample_png(current: pd.DataFrame, path: Path, cache_dir: Path) -> tu
     return path, ""
 
 
-#: A drawing task saves its figures into the folder it is given and returns
-#: ([(file name, caption)], [notes on what it left out]).
-Drawn = tuple[list[tuple[str, str]], list[str]]
-Task = Callable[[Path], Drawn]
-
-
-def _saved(out_dir: Path, made: list[tuple[str, Figure | None, str]], notes: list[str]) -> Drawn:
-    """Save each figure of ``made`` (file name, figure or None, caption) into ``out_dir``."""
+def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """Draw every figure the rows support into ``out_dir``: ([(file name, caption)], [notes])."""
+    colors = model_colors(current["model"])
+    curves, curves_note = learning_curve_figure(current, colors)
+    figures: list[tuple[str, Figure | None, str]] = [
+        ("latency_vs_resolution.png",
+         scaling_figure(current, colors, "latency_ms_median", "latency per batch, median (ms)",
+                        "Latency against input size"),
+         "Latency per batch against input resolution, per device."),
+        ("train_latency_vs_resolution.png",
+         scaling_figure(current, colors, "train_latency_ms_median",
+                        "training step per batch, median (ms)", "Training-step latency against input size"),
+         "One training step (forward, cross-entropy, backward, optimizer step) per batch against "
+         "input resolution, per device."),
+        ("memory_vs_resolution.png",
+         scaling_figure(current, colors, "peak_memory_mib", "peak memory, one forward pass (MiB)",
+                        "Memory against input size"),
+         "Peak memory of one forward pass against input resolution, per device."),
+        ("train_memory_vs_resolution.png",
+         scaling_figure(current, colors, "train_peak_memory_mib", "peak memory, one training step (MiB)",
+                        "Training memory against input size"),
+         "Peak memory of one training step (weights, gradients, optimizer state, activations) "
+         "against input resolution, per device."),
+        ("latency_per_backend.png", backend_latency_figure(current),
+         "Latency per batch of each model on each deployment backend that passed parity (fp32)."),
+        ("params_vs_flops.png", params_flops_figure(current, colors),
+         f"Parameters against FLOPs (log-log). {MARKER_CAPTION}"),
+        ("accuracy_vs_latency.png", accuracy_latency_figure(current, colors),
+         f"mIoU against latency; the dashed step line is the Pareto front. {MARKER_CAPTION}"),
+        ("learning_curves.png", curves,
+         "Validation mIoU against training time, one line per run (a model's seeds share a colour)."),
+    ]
+    figures += [(f"per_class_iou_{name}.png", fig, f"Per-class IoU on {name}.")
+                for name, fig in iou_heatmap_figures(current).items()]
+    notes = [f"{name} not drawn: no ok row holds what it plots."
+             for name, figure, _ in figures if figure is None] + ([curves_note] if curves_note else [])
+    out_dir.mkdir(parents=True, exist_ok=True)
     drawn = []
-    for name, figure, caption in made:
-        if figure is None:
-            notes.append(f"{name} not drawn: no ok row holds what it plots.")
-        else:
+    for name, figure, caption in figures:
+        if figure is not None:
             figure.savefig(out_dir / name, **SAVE)
             drawn.append((name, caption))
+    sample, why_not = dataset_sample_png(current, out_dir / "dataset_sample.png", cache_dir)
+    if sample is None:
+        notes.append(f"No data-set sample figure: {why_not}.")
+    else:
+        drawn.append((sample.name, "Samples of the synthetic data set."))
     return drawn, notes
-
-
-def _drawing_tasks(current: pd.DataFrame, cache_dir: Path) -> list[Task]:
-    """Every figure the report shows, in reading order, as tasks that can run in any order."""
-    colors = model_colors(current["model"])
-
-    def one(name: str, caption: str, draw: Callable[[], Figure | None]) -> Task:
-        return lambda out_dir: _saved(out_dir, [(name, draw(), caption)], [])
-
-    def scaling(name: str, quantity: str, ylabel: str, title: str, caption: str) -> Task:
-        return one(name, caption, lambda: scaling_figure(current, colors, quantity, ylabel, title))
-
-    def learning_curves(out_dir: Path) -> Drawn:
-        figure, note = learning_curve_figure(current, colors)
-        caption = "Validation mIoU against training time, one line per run (a model's seeds share a colour)."
-        return _saved(out_dir, [("learning_curves.png", figure, caption)], [note] if note else [])
-
-    def heatmaps(out_dir: Path) -> Drawn:
-        return _saved(out_dir, [(f"per_class_iou_{name}.png", figure, f"Per-class IoU on {name}.")
-                                for name, figure in iou_heatmap_figures(current).items()], [])
-
-    def sample(out_dir: Path) -> Drawn:
-        path, why_not = dataset_sample_png(current, out_dir / "dataset_sample.png", cache_dir)
-        if path is None:
-            return [], [f"No data-set sample figure: {why_not}."]
-        return [(path.name, "Samples of the synthetic data set.")], []
-
-    return [
-        scaling("latency_vs_resolution.png", "latency_ms_median", "latency per batch, median (ms)",
-                "Latency against input size", "Latency per batch against input resolution, per device."),
-        scaling("train_latency_vs_resolution.png", "train_latency_ms_median",
-                "training step per batch, median (ms)", "Training-step latency against input size",
-                "One training step (forward, cross-entropy, backward, optimizer step) per batch against "
-                "input resolution, per device."),
-        scaling("memory_vs_resolution.png", "peak_memory_mib", "peak memory, one forward pass (MiB)",
-                "Memory against input size", "Peak memory of one forward pass against input resolution, per device."),
-        scaling("train_memory_vs_resolution.png", "train_peak_memory_mib", "peak memory, one training step (MiB)",
-                "Training memory against input size",
-                "Peak memory of one training step (weights, gradients, optimizer state, activations) "
-                "against input resolution, per device."),
-        one("latency_per_backend.png",
-            "Latency per batch of each model on each deployment backend that passed parity (fp32).",
-            lambda: backend_latency_figure(current)),
-        one("params_vs_flops.png", f"Parameters against FLOPs (log-log). {MARKER_CAPTION}",
-            lambda: params_flops_figure(current, colors)),
-        one("accuracy_vs_latency.png",
-            f"mIoU against latency; the dashed step line is the Pareto front. {MARKER_CAPTION}",
-            lambda: accuracy_latency_figure(current, colors)),
-        learning_curves,
-        heatmaps,
-        sample,
-    ]
-
-
-#: The tasks that forked drawing processes run (fork hands them the rows without pickling them).
-_TASKS: list[Task] = []
-
-
-def _run_task(index: int, out_dir: Path) -> Drawn:
-    return _TASKS[index](out_dir)
 
 
 #: Figure sets kept in the cache (the newest): a report on unchanged rows copies its figures.
@@ -400,63 +368,23 @@ def _figures_key(current: pd.DataFrame) -> str:
     return hashlib.sha1(rows + names + code + matplotlib.__version__.encode()).hexdigest()[:16]
 
 
-def _executor(tasks: int) -> Executor:
-    """Forked processes, one per CPU this process may use (fork hands them ``_TASKS``); one thread
-    where fork is unavailable, so drawing still goes on beside the caller's work."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return ThreadPoolExecutor(1)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return ProcessPoolExecutor(min(tasks, cpus), mp_context=multiprocessing.get_context("fork"))
-
-
-class Figures:
-    """Every figure the rows support, drawn beside the caller's other work; ``result`` gives
-    ([(png path in ``out_dir``, caption)], [notes on figures left out]).
+def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Every figure the rows support, in ``out_dir``; returns ([(png path, caption)], [notes on
+    figures left out]).
 
     Drawing is most of a large report's time, so the figures are drawn once per set of rows (and
-    drawing code) into ``cache_dir/figures/<key>/`` and copied from there by later reports. When
-    they must be drawn, every CPU draws them, one task per figure, while the caller makes the
-    tables. Use it in a ``with`` block: leaving it stops drawing that is no longer wanted.
+    drawing code) into ``cache_dir/figures/<key>/`` and copied from there by later reports.
     """
-
-    def __init__(self, current: pd.DataFrame, out_dir: Path, cache_dir: Path):
-        global _TASKS
-        self._sets = cache_dir / "figures"
-        self._drawn_dir = self._sets / _figures_key(current)
-        self._manifest = self._drawn_dir / "figures.json"
-        self._out_dir = out_dir
-        self._pool: Executor | None = None
-        self._result: tuple[list[tuple[Path, str]], list[str]] | None = None
-        if self._manifest.exists():
-            return
-        _TASKS = _drawing_tasks(current, cache_dir)
-        self._drawn_dir.mkdir(parents=True, exist_ok=True)
-        self._pool = _executor(len(_TASKS))
-        self._pending = [self._pool.submit(_run_task, index, self._drawn_dir) for index in range(len(_TASKS))]
-
-    def __enter__(self) -> Figures:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-
-    def result(self) -> tuple[list[tuple[Path, str]], list[str]]:
-        """Waits for the figures (once) and copies them into ``out_dir``."""
-        if self._result is None:
-            self._result = self._collect()
-        return self._result
-
-    def _collect(self) -> tuple[list[tuple[Path, str]], list[str]]:
-        if self._pool is not None:
-            done = [task.result() for task in self._pending]
-            drawn = [figure for figures, _ in done for figure in figures]
-            notes = [note for _, task_notes in done for note in task_notes]
-            atomic_write_text(self._manifest, json.dumps({"figures": drawn, "notes": notes}))
-            for old in sorted(self._sets.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_FIGURE_SETS]:
-                shutil.rmtree(old, ignore_errors=True)
-        kept = json.loads(self._manifest.read_text())
-        self._out_dir.mkdir(parents=True, exist_ok=True)
-        for name, _ in kept["figures"]:
-            shutil.copyfile(self._drawn_dir / name, self._out_dir / name)
-        return [(self._out_dir / name, caption) for name, caption in kept["figures"]], kept["notes"]
+    figure_sets = cache_dir / "figures"
+    drawn_dir = figure_sets / _figures_key(current)
+    manifest = drawn_dir / "figures.json"
+    if not manifest.exists():
+        drawn, notes = _draw_plots(current, drawn_dir, cache_dir)
+        atomic_write_text(manifest, json.dumps({"figures": drawn, "notes": notes}))
+        for old in sorted(figure_sets.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_FIGURE_SETS]:
+            shutil.rmtree(old, ignore_errors=True)
+    kept = json.loads(manifest.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, _ in kept["figures"]:
+        shutil.copyfile(drawn_dir / name, out_dir / name)
+    return [(out_dir / name, caption) for name, caption in kept["figures"]], kept["notes"]
