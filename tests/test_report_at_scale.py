@@ -124,3 +124,11 @@ def test_figures_are_drawn_once_per_set_of_rows(many, monkeypatch):
     ResultStore(many).write(make_row("newcomer", miou=0.9))
     with pytest.raises(AssertionError, match="unchanged rows"):
         write_report(many)                       # a new row: the figures must be drawn again
+
+    # The report that reads a new row draws the figures, and the next report on the same rows reuses
+    # them, even when the new row leaves a column empty (its own frame types it differently).
+    monkeypatch.undo()
+    ResultStore(many).write(make_row("latecomer", miou=0.8, latency_ms_median=None))
+    write_report(many)
+    monkeypatch.setattr(plots, "_draw_plots", must_not_draw)
+    write_report(many)

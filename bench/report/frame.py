@@ -96,6 +96,9 @@ def consolidated_rows(results_dir: str | Path) -> tuple[pd.DataFrame, LoadedRows
     frame = cached.sort_values("finished_at", kind="stable").reset_index(drop=True)
     if new.rows or deleted or not table.exists():
         atomic_write(table, lambda partial: frame.to_parquet(partial, index=False))
+        # Read back: new rows' column types differ from Parquet's, and the figures are cached by
+        # the frame's hash, so the next report on the same rows must see the same frame.
+        frame = pd.read_parquet(table)
     return frame, new
 
 
