@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> str:
             row = ResultStore(cfg.results_dir).read(Path(outcome.row_file))
             print(f"row written to {outcome.row_file}:")
             print(row.to_text())
-        elif outcome.row_file and outcome.status != "unsaved":
+        elif outcome.row_file and Path(outcome.row_file).exists():
             print(f"row written to {outcome.row_file}")
         if outcome.status in FAILED_STATUSES:
             if outcome.status != "invalid":  # run_job printed that one's message last already

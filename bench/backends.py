@@ -29,6 +29,7 @@ from torch import nn
 from bench.atomic import atomic_write
 from bench.measure.memory import forward_peak_memory, resident_peak_rise, tensor_bytes
 from bench.measure.size import MIB
+from bench.paths import safe_name
 
 BACKENDS = ("eager", "compile", "onnxruntime")
 ONNX_EXPORTER = "torch.onnx.export(dynamo=True)"
@@ -65,7 +66,7 @@ def export_key(model_name: str, model_kwargs: dict[str, Any], shape: tuple[int, 
     keyed = {"model": model_name, "kwargs": model_kwargs, "shape": list(shape), "weights": weights,
              "exporter": ONNX_EXPORTER, "torch": torch.__version__}
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{model_name}_{'x'.join(map(str, shape))}_{digest}"
+    return f"{safe_name(model_name)}_{'x'.join(map(str, shape))}_{digest}"
 
 
 def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> float:

@@ -1,37 +1,37 @@
-"""Hydra callback: a writable results directory before any job; for multiruns, a progress bar
-over the jobs, then a summary and the exit code (also when Ctrl-C stops the sweep)."""
+"""Hydra callback: a writable results directory before any job; for multiruns, every job's values
+and data checked first (bench/preflight.py), a progress bar over the jobs, then a summary and the
+exit code (also when Ctrl-C stops the sweep)."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from bench.preflight import SweepInvalidError, check_sweep, sweep_overrides
 from bench.schema import FAILED_STATUSES
 from bench.store import ResultsNotWritableError, ResultStore
 
 
-def count_jobs(config: DictConfig) -> int | None:
-    """How many jobs the sweep will launch: the product of the sweep overrides' lengths."""
-    sweeper_params = config.hydra.sweeper.get("params") or {}
-    overrides = [*config.hydra.overrides.task, *(f"{k}={v}" for k, v in sweeper_params.items())]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # noqa: BLE001  (a sweeper with its own syntax: no bar total, no harm)
-        return None
-    lengths = {o.key_or_group: len(list(o.sweep_iterator())) for o in parsed if o.is_sweep_override()}
-    return math.prod(lengths.values())
-
-
 def read_outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/outcome.json"))]
+
+
+def check_sweep_or_exit(config: DictConfig) -> list[list[str]] | None:
+    """Every job's overrides, once every job's values and data are found good; else exit 1
+    with every problem listed, before any job runs."""
+    jobs = sweep_overrides(config)
+    try:
+        check_sweep(config, jobs)
+    except SweepInvalidError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    return jobs
 
 
 def check_results_dir(config: DictConfig) -> None:
@@ -74,9 +74,10 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_results_dir(config)
+        jobs = check_sweep_or_exit(config)
         self.sweep_dir, self.results_dir = Path(config.hydra.sweep.dir), str(config.results_dir)
         SweepSummary.active = self
-        self.bar = tqdm(total=count_jobs(config), desc="sweep", unit="job", file=sys.stderr)
+        self.bar = tqdm(total=len(jobs) if jobs else None, desc="sweep", unit="job", file=sys.stderr)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if self.bar is not None:

@@ -17,7 +17,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from bench.data import build_dataset, dataset_info
+from bench.data.check import check_split_files
 from bench.metrics import confusion_matrix, segmentation_metrics
+from bench.progress import tick
 from bench.checkpoint import load_checkpoint
 from bench.train import train_model
 from bench.updates import Precision
@@ -59,6 +61,7 @@ def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resol
     try:
         with torch.inference_mode():
             for images, masks in tqdm(loader, desc=f"eval {split}", disable=not progress, unit="batch"):
+                tick()
                 for logits, mask in zip(model(images.to(device)), masks):
                     sizes.add(tuple(mask.shape))
                     pred = predict_at(logits, tuple(mask.shape))
@@ -70,25 +73,26 @@ def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resol
             **segmentation_metrics(confmat, info.class_names)}
 
 
-def check_splits(dataset_cfg: Mapping[str, Any], splits: set[str], resolution: tuple[int, int]) -> None:
-    """Open each split and read its first sample: a split that cannot be read (missing files, an
-    undecodable image, bad labels) fails the job now, not after the training it would score."""
-    for split in sorted(splits):
-        dataset = build_dataset(dataset_cfg, split, resolution, train=False)
-        if len(dataset):
-            dataset[0]
+def check_splits(dataset_cfg: Mapping[str, Any], splits: set[str], resolution: tuple[int, int],
+                 cache_dir: str | Path | None = None) -> None:
+    """Check every file of each split (see :mod:`bench.data.check`): bad data (missing, empty or
+    undecodable files, bad labels) fails the job now, all of it in one error, not mid-training or
+    after the training it would score. ``cache_dir`` remembers the files found good."""
+    check_split_files(dataset_cfg, splits, resolution, cache_dir)
 
 
 def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
                  eval_split: str, resolution: tuple[int, int], device: torch.device | str,
                  run_dir: str | Path | None, checkpoint: str | Path | None = None,
                  progress: bool = True, precision: Precision | None = None, channels_last: bool = False,
-                 state_path: str | Path | None = None) -> dict[str, Any]:
+                 state_path: str | Path | None = None, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """The accuracy fields of a result row: train (or load ``checkpoint``), then evaluate.
 
     With ``checkpoint`` nothing is trained and the training fields are None. Training records a
     learning curve on ``train.curve_split`` (bench/curve.py), runs under ``precision`` and
     ``channels_last``, and resumes from ``state_path`` when a killed run left a state there.
+    Before training, every file of the splits it reads is checked (``cache_dir``: see
+    :func:`check_splits`).
     """
     batch_size = int(train_cfg.get("batch_size") or DEFAULT_EVAL_BATCH_SIZE)
     if checkpoint is not None:
@@ -98,7 +102,7 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
         final = None
     else:
         curve_split = train_cfg.get("curve_split") or "val"
-        check_splits(dataset_cfg, {"train", curve_split, eval_split}, resolution)
+        check_splits(dataset_cfg, {"train", curve_split, eval_split}, resolution, cache_dir)
         scored: list[dict[str, Any]] = []
 
         def validate(trained_model: nn.Module) -> dict[str, Any]:
@@ -111,6 +115,7 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
                              state_path=state_path)
         trained = {"train_steps": result.steps, "train_seconds": result.seconds, "epochs": result.epochs,
                    "final_loss": result.final_loss, "checkpoint": result.checkpoint_path,
+                   "checkpoint_error": result.checkpoint_error,
                    "train_optimizer": result.optimizer, "stop_reason": result.stop_reason,
                    "finetune_steps": result.finetune_steps, "resumed_from_step": result.resumed_from_step,
                    "resumptions": result.resumptions, **result.curve}

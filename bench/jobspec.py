@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.backends import BACKENDS
+from bench.paths import safe_name
 from bench.schedule import SCHEDULES
 from bench.updates import OPTIMIZERS, Precision
 
@@ -83,7 +84,30 @@ BOUNDS = (
     Bound("train.eval_every_steps", 1, integer=True, nullable=True),
     Bound("train.eval_every_seconds", 0, nullable=True, low_inclusive=False),
     Bound("train.target_miou", 0, 1, nullable=True),
+    Bound("lease.stale_after_seconds", 0, low_inclusive=False),
+    Bound("lease.heartbeat_seconds", 0, low_inclusive=False),
 )
+
+#: Pairs of values where the first must not exceed the second: (smaller, larger, why).
+ORDERED = (
+    ("measure.min_iters", "measure.max_iters", "the latency loop stops at max_iters"),
+    ("lease.heartbeat_seconds", "lease.stale_after_seconds",
+     "a claim refreshed less often than it goes stale is taken over while its job runs"),
+)
+
+
+def _order_problems(cfg: DictConfig) -> list[str]:
+    """Values that are each in range but contradict each other (checked after the bounds)."""
+    problems = []
+    for low_key, high_key, why in ORDERED:
+        low, high = (OmegaConf.select(cfg, key, default=None) for key in (low_key, high_key))
+        try:
+            contradict = float(low) > float(high)
+        except (TypeError, ValueError):
+            continue  # unset or not a number: the bounds already said so
+        if contradict:
+            problems.append(f"{low_key}={low!r} exceeds {high_key}={high!r}; {why}: lower the first or raise the second")
+    return problems
 
 
 def _bound_problem(cfg: DictConfig, bound: Bound) -> str | None:
@@ -129,7 +153,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
         value = OmegaConf.select(cfg, key, default=None)
         if (mode in modes or key == "mode") and value not in choices:
             problems.append(f"unknown {key} {value!r}; choose one of {', '.join(choices)}")
-    problems += [p for p in (_bound_problem(cfg, b) for b in BOUNDS) if p]
+    bound_problems = [p for p in (_bound_problem(cfg, b) for b in BOUNDS) if p]
+    problems += bound_problems or _order_problems(cfg)
     if mode == "eval" and not cfg.get("checkpoint"):
         problems.append("mode=eval needs checkpoint=PATH (a checkpoint.pt written by mode=accuracy)")
     for check in (lambda: parse_resolution(cfg.resolution), lambda: _backend(cfg)):
@@ -238,7 +263,8 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
     backend_flag = {"eager": "", "compile": "_compiled"}.get(spec.backend, f"_{spec.backend}")
     flags = "".join(["_cl" if spec.channels_last else "", backend_flag])
     seed = f"_s{int(cfg.seed)}" if with_seed else ""
-    return (f"{spec.model}_{spec.dataset}_{spec.device}_{spec.height}x{spec.width}_b{spec.batch_size}"
+    names = "_".join(safe_name(name) for name in (spec.model, spec.dataset, spec.device))
+    return (f"{names}_{spec.height}x{spec.width}_b{spec.batch_size}"
             f"_{spec.precision}{flags}_{spec.mode}{seed}_{digest}")
 
 

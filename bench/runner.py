@@ -31,9 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 from bench.checkpoint import STATE_NAME
 from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import device_name, environment
-from bench.jobspec import ConfigError, JobSpec, job_key, repeat_key
-from bench.lease import Lease, claim
+from bench.jobspec import ConfigError, JobSpec, default_threads, job_key, repeat_key
+from bench.lease import Lease, claim, holds, other_workers_here
 from bench.measure.latency import TimingConfig
+from bench.paths import inside
+from bench.progress import child_ticks
 from bench.profile import profile_model
 from bench.schema import ResultRow
 from bench.store import ResultStore, describe_os_error
@@ -94,7 +96,7 @@ def _base_row(cfg: DictConfig, run_id: str) -> ResultRow:
 
 def training_state_path(cfg: DictConfig) -> Path:
     """Where a training job keeps the state it resumes from: by job key, so a re-run finds it."""
-    return ResultStore(cfg.results_dir).root / "state" / job_key(cfg) / STATE_NAME
+    return inside(ResultStore(cfg.results_dir).root / "state", job_key(cfg), STATE_NAME)
 
 
 def _fill(row: ResultRow, fields: dict) -> None:
@@ -121,8 +123,10 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             model.to(device), cfg.dataset, cfg.train, cfg.eval_split, (spec.height, spec.width),
             device, run_dir, checkpoint=cfg.checkpoint if spec.mode == "eval" else None,
             progress=bool(cfg.progress), precision=spec.training_precision(device),
-            channels_last=spec.channels_last, state_path=training_state_path(cfg))
-        _fill(row, {**accuracy, "checkpoint": accuracy["checkpoint"] or ""})
+            channels_last=spec.channels_last, state_path=training_state_path(cfg),
+            cache_dir=Path(cfg.results_dir) / "cache")
+        lost = accuracy.get("checkpoint_error")
+        _fill(row, {**accuracy, "checkpoint": None if lost else accuracy["checkpoint"] or ""})
 
     timing = TimingConfig.from_config(cfg.measure)
     batch_size = spec.batch_size
@@ -143,6 +147,10 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     _fill(row, measured)
+    if row.checkpoint_error:  # every figure is measured; only the weights themselves are lost
+        row.status = "unsaved"
+        row.error = (f"the trained weights could not be written ({row.checkpoint_error}); accuracy and "
+                     "profile were measured from the weights in memory")
 
 
 INTERRUPTED = "KeyboardInterrupt: stopped by Ctrl-C (SIGINT) while the job ran"
@@ -156,12 +164,43 @@ class JobInterrupted(KeyboardInterrupt):
         self.outcome = outcome
 
 
-def execute(cfg: DictConfig, run_dir: Path, run_id: str | None = None) -> tuple[ResultRow, str]:
+def _warn_of_shared_cpus(results_dir: str, threads: int) -> int:
+    """The other workers on this host now; a warning when together they ask for more CPUs than
+    this process may use, since each then slows the others' timings."""
+    others, cpus = other_workers_here(results_dir), default_threads()
+    if others and threads * (others + 1) > cpus:
+        print(f"warning: {others} other segbench worker(s) on this host run jobs in {results_dir}; at "
+              f"threads={threads} each they share {cpus} CPUs, so this job's timings are slowed by theirs "
+              f"(the row records concurrent_workers={others}). For timings as if alone, give every worker "
+              f"its share, threads={max(1, cpus // (others + 1))}, or run one worker per host.",
+              file=sys.stderr, flush=True)
+    return others
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Where the job's lease is and which claim is ours: an isolated job's process checks it too."""
+    path: Path
+    token: str
+
+    def keep_or_abandon(self, row: ResultRow) -> None:
+        """A job that went silent and was taken over keeps its figures, but never as the ok row:
+        the new owner's row is the job's result."""
+        if not holds(self.path, self.token):
+            was = f"{row.status}: {row.error}" if row.error else row.status
+            row.status = "abandoned"
+            row.error = ("the job made no progress for lease.stale_after_seconds and another worker took "
+                         f"it over; this row keeps its figures for the record (it would have been {was})")
+
+
+def execute(cfg: DictConfig, run_dir: Path, run_id: str | None = None,
+            claim_held: Claim | None = None) -> tuple[ResultRow, str]:
     """Run one job in this process; returns its row and (for a failure) the traceback text."""
     spec = JobSpec.from_config(cfg)
     row = _base_row(cfg, run_id or uuid.uuid4().hex[:12])
     started = time.perf_counter()
     trace = ""
+    row.concurrent_workers = _warn_of_shared_cpus(cfg.results_dir, spec.threads)
     try:
         _import_plugins(cfg)
         _stages(cfg, spec, row, run_dir)
@@ -174,11 +213,16 @@ def execute(cfg: DictConfig, run_dir: Path, run_id: str | None = None) -> tuple[
         row.error, trace = _describe(exc), traceback.format_exc()
     row.finished_at = _now()
     row.wall_seconds = time.perf_counter() - started
+    row.concurrent_workers = max(row.concurrent_workers, other_workers_here(cfg.results_dir))
+    if claim_held is not None:
+        claim_held.keep_or_abandon(row)
     return row, trace
 
 
-def _execute_isolated(cfg: DictConfig, run_dir: Path, store: ResultStore) -> tuple[ResultRow, str, bool]:
-    """Run the job in a fresh interpreter (``bench.worker``), so no state leaks between jobs.
+def _execute_isolated(cfg: DictConfig, run_dir: Path, store: ResultStore,
+                      claim_held: Claim) -> tuple[ResultRow, str, bool]:
+    """Run the job in a fresh interpreter (``bench.worker``), so no state leaks between jobs
+    and ``job_timeout`` can stop it; its ticks keep this process's claim alive.
 
     Returns (row, traceback, stored): ``stored`` is True when the worker wrote the row itself.
     """
@@ -186,13 +230,14 @@ def _execute_isolated(cfg: DictConfig, run_dir: Path, store: ResultStore) -> tup
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "job_config.yaml"
     OmegaConf.save(cfg, config_file, resolve=True)
-    command = [sys.executable, "-m", "bench.worker", str(config_file), str(run_dir), run_id]
+    command = [sys.executable, "-m", "bench.worker", str(config_file), str(run_dir), run_id,
+               str(claim_held.path), claim_held.token]
     timeout = cfg.job_timeout
     started = _now()
-    with tempfile.TemporaryFile("w+") as log_file:
+    with tempfile.TemporaryFile("w+") as log_file, child_ticks(run_dir / "progress") as progress_env:
         try:
             process = subprocess.run(command, stdout=None, stderr=log_file, timeout=timeout,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **progress_env})
             status, cause = "error", f"worker exited with code {process.returncode} and wrote no row"
         except subprocess.TimeoutExpired:
             status, cause = "timeout", f"job exceeded job_timeout={timeout} s and was killed"
@@ -205,6 +250,7 @@ def _execute_isolated(cfg: DictConfig, run_dir: Path, store: ResultStore) -> tup
         stderr_tail = log_file.read()[-4000:]
     row = _base_row(cfg, run_id)
     row.status, row.error, row.started_at, row.finished_at = status, cause, started, _now()
+    claim_held.keep_or_abandon(row)
     return row, stderr_tail, False
 
 
@@ -212,7 +258,7 @@ def summary_line(row: ResultRow) -> str:
     """One line per finished job, for the console."""
     head = (f"[{row.status}] {row.model} {row.dataset} {row.device} {row.height}x{row.width} "
             f"b{row.batch_size} {row.precision}")
-    if row.status != "ok":
+    if row.latency_ms_median is None:  # failed before it was measured
         return f"{head}: {row.error}"
     parts = [f"{row.latency_ms_median:.2f} ms median (IQR {row.latency_ms_iqr:.2f}, n={row.latency_iters})",
              f"{row.params_total / 1e6:.2f} M params",
@@ -228,6 +274,10 @@ def summary_line(row: ResultRow) -> str:
     if row.backend != "eager":
         parts.insert(0, f"{row.backend}: argmax agreement with eager {row.parity_argmax_agreement:.4%}, "
                         f"max abs logit diff {row.parity_max_abs_diff:.1e}")
+    if row.concurrent_workers:
+        parts.append(f"measured beside {row.concurrent_workers} other worker(s) on this host")
+    if row.status != "ok":  # measured, yet not the job's ok row (unsaved weights, abandoned)
+        parts.append(row.error)
     return f"{head}: " + ", ".join(parts)
 
 
@@ -261,14 +311,15 @@ def _done(cfg: DictConfig, key: str, store: ResultStore) -> JobOutcome | None:
     return JobOutcome(key, "skipped")
 
 
-def _run_claimed(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -> JobOutcome:
+def _run_claimed(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore, lease: Lease) -> JobOutcome:
     done = _done(cfg, key, store)  # finished by another worker between our first look and our claim
     if done is not None:
         return done
-    if cfg.isolate:
-        row, trace, stored = _execute_isolated(cfg, run_dir, store)
+    claim_held = Claim(lease.path, lease.owner.token)
+    if cfg.isolate or cfg.job_timeout is not None:  # only a separate process can be stopped on time
+        row, trace, stored = _execute_isolated(cfg, run_dir, store, claim_held)
     else:
-        (row, trace), stored = execute(cfg, run_dir), False
+        (row, trace), stored = execute(cfg, run_dir, claim_held=claim_held), False
     path = store.row_path(row)
     outcome = JobOutcome(key, row.status, str(path), row.error)
     if not stored:
@@ -278,7 +329,7 @@ def _run_claimed(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -
             outcome = JobOutcome(key, "unsaved", str(path), _unsaved(row, path, exc))
     if outcome.status == "ok":   # the row holds the result now; the resumable state has served
         shutil.rmtree(training_state_path(cfg).parent, ignore_errors=True)
-    if outcome.status != "unsaved":
+    if outcome.row_file and Path(outcome.row_file).exists():  # else _unsaved printed it as JSON
         print(summary_line(row))
     if row.status == "interrupted":
         raise JobInterrupted(outcome)
@@ -294,7 +345,7 @@ def _run_or_skip(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -
         print(f"[claimed] {key}: another worker runs it ({lease})")
         return JobOutcome(key, "claimed")
     with lease:
-        return _run_claimed(cfg, key, run_dir, store)
+        return _run_claimed(cfg, key, run_dir, store, lease)
 
 
 def _write_outcome(run_dir: Path, outcome: JobOutcome) -> None:

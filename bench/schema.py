@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +20,24 @@ SCHEMA_VERSION = 2
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
 #: with its parity figures and not timed; not a failure of the sweep).
 #: ``interrupted``: stopped by Ctrl-C; the sweep stopped with it (exit code 130).
-STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "mismatch", "interrupted")
+#: ``unsaved``: measured in full, but the trained weights could not be written (``checkpoint`` is
+#: null and ``checkpoint_error`` says why); the figures come from the weights in memory.
+#: ``abandoned``: the job went silent past ``lease.stale_after_seconds`` and another worker took
+#: it over; its figures are kept for the record, never as the job's ok row.
+STATUSES = ("ok", "error", "oom", "timeout", "unavailable", "mismatch", "interrupted", "unsaved", "abandoned")
 #: Job outcomes that make a sweep exit non-zero ("invalid": a config that names no job;
-#: "unsaved": measured, but the row could not be written and was printed instead).
-FAILED_STATUSES = ("error", "oom", "timeout", "invalid", "unsaved", "interrupted")
+#: "unsaved": measured, but the row or the weights could not be written).
+FAILED_STATUSES = ("error", "oom", "timeout", "invalid", "unsaved", "interrupted", "abandoned")
+
+#: The row schemas this code reads: every version so far only added columns.
+READABLE_VERSIONS = range(1, SCHEMA_VERSION + 1)
+#: What every stored row must hold: what resume and the report key, tell apart and order rows by.
+IDENTITY = ("job_key", "run_id", "status", "finished_at")
+
+
+class RowFormatError(ValueError):
+    """Stored data that is no row this segbench reads; the message says why."""
+
 
 FLOP_COUNTER = "torch.utils.flop_counter.FlopCounterMode"
 FLOP_UNIT = "FLOP per image, forward pass (1 multiply-add = 2 FLOP)"
@@ -55,6 +72,9 @@ class ResultRow:
     channels_last: bool = False
     backend: str = "eager"             # eager | compile | onnxruntime (bench/backends.py)
     threads: int | None = None
+    # Other segbench workers holding a claim in the same results_dir on this host, at the job's start
+    # or end (the larger): each takes CPU time from this job's timings when they share the CPUs.
+    concurrent_workers: int | None = None
     seed: int | None = None            # weight initialisation (top-level ``seed``); part of the job key
     repeat_key: str = ""               # the job key without the seed: rows sharing it are repeats
 
@@ -140,7 +160,8 @@ class ResultRow:
     finetune_steps: int | None = None   # steps of the recipe's second (fine-tuning) stage, if it has one
     resumed_from_step: int | None = None  # this execution continued a killed run's saved state from this step
     resumptions: int | None = None      # times the training was resumed from a saved state (0: never)
-    checkpoint: str = ""
+    checkpoint: str | None = ""         # null: training finished but its weights could not be written
+    checkpoint_error: str = ""          # why not (e.g. the disk was full); the row is status unsaved
     eval_height: int | None = None      # resolution the confusion matrix was taken at
     eval_width: int | None = None
     test_weights: str = ""              # final | best (on validation): the weights scored above
@@ -177,16 +198,53 @@ class ResultRow:
         return "\n".join(lines)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ResultRow":
-        """Build a row from stored data; unknown keys (from a newer schema) are ignored."""
-        known = _field_names()
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_dict(cls, data: Any) -> "ResultRow":
+        """Build a row from stored data (unknown keys are ignored), or raise RowFormatError saying
+        why it is no row: one odd file must cost a warning, not the report or a job's resume check,
+        so nothing later has to doubt a field's type."""
+        if not isinstance(data, dict):
+            raise RowFormatError(f"not a JSON object: {_excerpt(data)}")
+        missing = [name for name in IDENTITY if name not in data]
+        if missing:
+            raise RowFormatError(f"{', '.join(missing)} missing")
+        accepted = _accepted_types()
+        known = {}
+        for name, value in data.items():
+            if name not in accepted:
+                continue
+            allowed, expected = accepted[name]
+            if not isinstance(value, allowed) or (type(value) is bool and bool not in allowed):
+                raise RowFormatError(f"{name} is {_excerpt(value)}, not {expected}")
+            known[name] = value
+        version = known.get("schema_version", SCHEMA_VERSION)
+        if version not in READABLE_VERSIONS:
+            raise RowFormatError(f"schema_version {version}: this segbench reads 1 to {SCHEMA_VERSION}")
+        return cls(**known)
 
 
 def columns() -> list[str]:
     return [f.name for f in dataclasses.fields(ResultRow)]
 
 
+#: How each declared type reads in JSON, and what ``json.loads`` may give for it (a float field
+#: also takes an integer: JSON does not tell 2.0 from 2).
+_JSON_TYPES = {str: ("a string", (str,)), int: ("an integer", (int,)), float: ("a number", (float, int)),
+               bool: ("true or false", (bool,)), dict: ("an object", (dict,)), list: ("a list", (list,)),
+               type(None): ("null", (type(None),))}
+
+
 @functools.cache
-def _field_names() -> frozenset[str]:
-    return frozenset(columns())  # once: reading 10,000 rows would otherwise spend a second here
+def _accepted_types() -> dict[str, tuple[tuple[type, ...], str]]:
+    """Per field, from its annotation: the Python types its stored value may have, and their
+    description. Once, not per row read."""
+    accepted = {}
+    for name, hint in typing.get_type_hints(ResultRow).items():
+        union = typing.get_origin(hint) is types.UnionType
+        kinds = [typing.get_origin(kind) or kind for kind in (typing.get_args(hint) if union else [hint])]
+        accepted[name] = (tuple(t for kind in kinds for t in _JSON_TYPES[kind][1]),
+                          " or ".join(_JSON_TYPES[kind][0] for kind in kinds))
+    return accepted
+
+
+def _excerpt(value: Any) -> str:
+    return json.dumps(value, default=str)[:60]

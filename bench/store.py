@@ -15,12 +15,14 @@ from __future__ import annotations
 import errno
 import json
 import math
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.atomic import atomic_write_text
-from bench.schema import ResultRow
+from bench.paths import inside
+from bench.schema import ResultRow, RowFormatError
 
 ROWS_DIR = "rows"
 
@@ -49,8 +51,14 @@ def describe_os_error(exc: OSError) -> str:
 class LoadedRows:
     rows: list[ResultRow]
     files: list[Path] = field(default_factory=list)       # the file of each row, in the same order
-    unreadable: list[Path] = field(default_factory=list)  # incomplete or corrupt files, skipped
+    unreadable: list[Path] = field(default_factory=list)  # incomplete, corrupt or odd files, skipped
     problems: dict[Path, str] = field(default_factory=dict)  # why each unreadable file was skipped
+
+    def warning_lines(self) -> list[str]:
+        """One ``warning:`` line per skipped file, for the console (the report and a job's resume
+        check print the same): a skipped file is easy to miss, and it may hold a job's only row."""
+        return [f"warning: skipped unreadable row file {path} ({self.problems[path]}); a job killed "
+                "mid-write leaves none, so it was damaged or edited: fix or delete it" for path in self.unreadable]
 
 
 def _strict_json(value):
@@ -69,10 +77,11 @@ class ResultStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.rows_dir = self.root / ROWS_DIR
+        self._warned: set[str] = set()  # warning lines has_ok_row printed already
 
     def row_path(self, row: ResultRow) -> Path:
         stamp = row.finished_at.replace(":", "").replace("-", "")
-        return self.rows_dir / row.job_key / f"{stamp}_{row.run_id}.json"
+        return inside(self.rows_dir, row.job_key, f"{stamp}_{row.run_id}.json")
 
     def write(self, row: ResultRow, traceback_text: str = "") -> Path:
         """Store ``row`` (and its traceback, if any) and return the row's path."""
@@ -112,7 +121,7 @@ class ResultStore:
         for path in paths:
             try:
                 read.append((self.read(path), path))
-            except (json.JSONDecodeError, TypeError, UnicodeDecodeError, OSError) as exc:
+            except (json.JSONDecodeError, RowFormatError, UnicodeDecodeError, OSError) as exc:
                 loaded.unreadable.append(path)
                 loaded.problems[path] = f"{type(exc).__name__}: {exc}"
         read.sort(key=lambda pair: pair[0].finished_at)
@@ -124,4 +133,11 @@ class ResultStore:
         return self.read_files(self.row_files(job_key))
 
     def has_ok_row(self, job_key: str) -> bool:
-        return any(row.status == "ok" for row in self.load(job_key).rows)
+        """The resume check. A skipped row file of the job is warned about on stderr, once per store
+        (a job looks twice: before and after claiming it), since the job runs again if it held the ok row."""
+        loaded = self.load(job_key)
+        for line in loaded.warning_lines():
+            if line not in self._warned:
+                print(line, file=sys.stderr)
+                self._warned.add(line)
+        return any(row.status == "ok" for row in loaded.rows)

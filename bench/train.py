@@ -37,7 +37,9 @@ from bench.curve import CurveRecorder, EvalSchedule, curve_fields
 from bench.data import build_dataset, dataset_info
 from bench.data.transforms import Augmentation
 from bench.metrics import median_frequency_weights
+from bench.progress import tick
 from bench.schedule import Budget, EarlyStopping, lr_factor
+from bench.store import describe_os_error
 from bench.updates import Precision, make_update
 
 TEST_WEIGHTS = ("final", "best")   # which weights a training run ends with and is scored with
@@ -58,6 +60,7 @@ class TrainResult:
     finetune_steps: int | None = None   # steps of the second stage (None: the recipe has none)
     resumed_from_step: int | None = None  # the step this execution resumed from (None: from scratch)
     resumptions: int = 0          # how many times the run was resumed from a saved state
+    checkpoint_error: str = ""    # why the final weights could not be written (they are still in memory)
 
 
 def seed_everything(seed: int) -> None:
@@ -285,6 +288,7 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
                         history[name].append(value)
                     recorder.add_loss(losses["loss"])
                     bar.update()
+                    tick()
                     bar.set_postfix(loss=f"{losses['loss']:.4f}")
                     stop_reason = budget.reached(run.stage_steps, clock.seconds()) or ""
                     total = run.seconds_before_stage + clock.seconds()
@@ -316,14 +320,18 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
             model.load_state_dict(recorder.best_state)   # the next stage, or the test, starts from the best
         saved = None
 
-    checkpoint = None
+    checkpoint, checkpoint_error = None, ""
     if run_dir is not None and train_cfg.get("save_checkpoint", True):
-        checkpoint = str(save_checkpoint(model, Path(run_dir) / CHECKPOINT_NAME, steps=run.step, seed=seed,
-                                         dataset=info.name, num_classes=info.num_classes))
+        try:
+            checkpoint = str(save_checkpoint(model, Path(run_dir) / CHECKPOINT_NAME, steps=run.step, seed=seed,
+                                             dataset=info.name, num_classes=info.num_classes))
+        except OSError as exc:  # a full disk must not throw away a finished training: score it from memory
+            checkpoint_error = describe_os_error(exc)
     return TrainResult(steps=run.step, epochs=run.epochs_before_stage, seconds=run.seconds_before_stage,
                        final_loss=history["loss"][-1], loss_history=history["loss"],
                        checkpoint_path=checkpoint, adversary_loss_history=history["adversary_loss"],
                        curve=curve_fields(recorder, run.eval_seconds, train_cfg.get("target_miou"), test_weights),
                        optimizer=optimizer_name, stop_reason=stop_reason,
                        finetune_steps=run.stage_step_counts[1] if len(stages) > 1 else None,
-                       resumed_from_step=resumed_from, resumptions=run.resumptions)
+                       resumed_from_step=resumed_from, resumptions=run.resumptions,
+                       checkpoint_error=checkpoint_error)

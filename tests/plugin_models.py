@@ -9,6 +9,8 @@ CPU allocator (a tensor of a petabyte).
 kill a training job part-way.
 ``dict_segmenter`` is the same net returning ``{"out": logits, "aux": ...}`` as torchvision's
 segmentation models do, registered with the name given positionally, as users write it.
+``tiny_segmenter`` is also registered under names that are not file names (``smp/unet``, one with
+``../..``), as plugins may name their models.
 """
 import time
 
@@ -48,7 +50,7 @@ class FaultInjector(TinySegmenter):
         return super().forward(x)
 
 
-@register_model
+@register_model(aliases=("smp/unet", "../../escaped"))
 def tiny_segmenter(num_classes: int, in_channels: int = 3, width: int = 8):
     return TinySegmenter(num_classes, in_channels, width)
 

@@ -31,3 +31,8 @@ def dataset_not_found(title: str, root: Path | None, problem: str | None = None,
         f"  To fix: {how}.\n"
         f"  Expected layout under the root:\n{tree}\n"
         f"  Obtain it from: {source}")
+
+
+class BadDataFilesError(ValueError):
+    """Image/mask files of a data set that cannot be used (empty, truncated, missing, a mask whose
+    size or labels are wrong), all reported at once by ``bench.data.check`` before any training."""

@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping
 import torch
 from tqdm import tqdm
 
+from bench.progress import tick
+
 CPU_TIMER = "time.perf_counter per iteration"
 CUDA_TIMER = "CUDA events per iteration, one device synchronisation at the end"
 
@@ -74,6 +76,7 @@ def _time_cpu(fn: Callable[[], object], config: TimingConfig, bar: tqdm) -> list
         fn()
         times_ms.append((time.perf_counter() - start) * 1e3)
         bar.update()
+        tick()
     return times_ms
 
 
@@ -89,6 +92,7 @@ def _time_cuda(fn: Callable[[], object], config: TimingConfig, bar: tqdm,
         end.record()
         events.append((start, end))
         bar.update()
+        tick()
     torch.cuda.synchronize(device)
     return [start.elapsed_time(end) for start, end in events]
 
@@ -98,6 +102,7 @@ def measure_latency(fn: Callable[[], object], device: torch.device,
     """Time ``fn()`` (one forward pass of one batch) after ``config.warmup_iters`` warm-up calls."""
     for _ in range(config.warmup_iters):
         fn()
+        tick()
     synchronize(device)
     with tqdm(desc="timing", unit="it", disable=not progress, leave=False) as bar:
         if device.type == "cuda":

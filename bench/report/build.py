@@ -13,6 +13,7 @@ from bench.report import html
 from bench.report.contenders import COUNTING_NOTE, contenders_table
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
+from bench.report.neutral import csv_safe, markdown_text
 from bench.report.plots import write_plots
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
@@ -24,13 +25,14 @@ REPORT_DIR = "report"
 
 
 def write_tidy(current: pd.DataFrame, everything: pd.DataFrame, results_dir: Path) -> list[Path]:
-    """summary.csv / summary.parquet (one row per job, the newest) and history.csv (every row)."""
+    """summary.csv / summary.parquet (one row per job, the newest) and history.csv (every row); the
+    CSV files with formula-like strings neutralised (spreadsheets open them), Parquet as stored."""
     paths = [results_dir / "summary.csv", results_dir / "summary.parquet", results_dir / "history.csv"]
     # Through Arrow: the same frames as pandas would write, ten times faster on 10,000 rows.
     current_table, everything_table = (pa.Table.from_pandas(f, preserve_index=False) for f in (current, everything))
-    pa_csv.write_csv(current_table, paths[0])
+    pa_csv.write_csv(csv_safe(current_table), paths[0])
     pq.write_table(current_table, paths[1])
-    pa_csv.write_csv(everything_table, paths[2])
+    pa_csv.write_csv(csv_safe(everything_table), paths[2])
     return paths
 
 
@@ -38,11 +40,11 @@ def _claims_markdown(results: list[ClaimResult]) -> str:
     lines = []
     for result in results:
         claim = result.claim
-        lines.append(f"- **{claim['claim']}** ({result.verdict}). Published: {claim['published']} "
-                     f"({claim['source']})")
-        for test in result.tests:
-            lines.append(f"  - {test.text}")
-            lines += [f"    - {line}" for line in test.evidence]
+        text = {key: markdown_text(claim[key]) for key in ("claim", "published", "source")}
+        lines.append(f"- **{text['claim']}** ({result.verdict}). Published: {text['published']} ({text['source']})")
+        for test in result.tests:  # they name models
+            lines.append(f"  - {markdown_text(test.text)}")
+            lines += [f"    - {markdown_text(line)}" for line in test.evidence]
     return "\n".join(lines) + "\n"
 
 
@@ -59,12 +61,12 @@ def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], o
     ``notes``: the paragraph shown below a published table, by its title.
     """
     published = "\n".join(f"## {title}\n\n{to_markdown(tables[title])}"
-                          + (f"\n{notes[title]}\n" if title in notes else "")
+                          + (f"\n{markdown_text(notes[title])}\n" if title in notes else "")
                           for title in PUBLISHED_TABLES)
     texts = {
         "headline.md": f"# Headline\n\n{to_markdown(tables['Headline'])}",
         "deployment.md": f"# Best deployment\n\n{to_markdown(tables['Best deployment'])}",
-        "accuracy.md": f"# {accuracy_heading}\n\n{to_markdown(tables['Accuracy'])}",
+        "accuracy.md": f"# {markdown_text(accuracy_heading)}\n\n{to_markdown(tables['Accuracy'])}",
         "failures.md": f"# Failures\n\n{to_markdown(tables['Failures'])}",
         "published.md": f"# Published vs measured\n\n{published}\n## Claims\n\n{_claims_markdown(claims)}",
     }
@@ -127,9 +129,8 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     everything, current, loaded = load_frame(results_dir)
     unreadable = loaded.unreadable
-    for path in unreadable:  # on the console too: a page is easy not to read
-        print(f"warning: skipped unreadable row file {path} ({loaded.problems[path]}); "
-              "a job killed mid-write leaves none, so it was damaged or edited: fix or delete it", file=sys.stderr)
+    for line in loaded.warning_lines():  # on the console too: a page is easy not to read
+        print(line, file=sys.stderr)
     index = out_dir / "index.html"
     written = write_tidy(current, everything, results_dir)
     if current.empty:

@@ -67,8 +67,9 @@ def newest_per_job(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[ordered.drop_duplicates("job_key", keep="last").index.sort_values()]
 
 
-#: Bump when ``rows_to_frame`` derives its columns differently: the consolidated table is rebuilt.
-FRAME_VERSION = 1
+#: Bump when ``rows_to_frame`` derives its columns differently, or row files are read more strictly
+#: (2: ``ResultRow.from_dict`` checks every field's type): the consolidated table is rebuilt.
+FRAME_VERSION = 2
 ROW_FILE = "row_file"  # the consolidated table's column naming each row's file (relative to rows/)
 
 

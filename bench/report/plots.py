@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from bench.atomic import atomic_write, atomic_write_text
+from bench.paths import safe_name
 from bench.report.deployment import backend_latency_figure
 from bench.report.frame import IOU_PREFIX, iou_columns
 from bench.report.pareto import pareto_front
@@ -338,7 +339,7 @@ def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[
         ("learning_curves.png", curves,
          "Validation mIoU against training time, one line per run (a model's seeds share a colour)."),
     ]
-    figures += [(f"per_class_iou_{name}.png", fig, f"Per-class IoU on {name}.")
+    figures += [(f"per_class_iou_{safe_name(name)}.png", fig, f"Per-class IoU on {name}.")  # a user's name
                 for name, fig in iou_heatmap_figures(current).items()]
     notes = [f"{name} not drawn: no ok row holds what it plots."
              for name, figure, _ in figures if figure is None] + ([curves_note] if curves_note else [])

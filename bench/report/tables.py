@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from bench.report.neutral import markdown_text
 from bench.report.repeats import repeat_groups, spread, spread_text, train_limits
 
 #: The order rows appear in every table.
@@ -22,10 +23,9 @@ def fmt(value, spec: str = "{:.2f}") -> str:
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table of ``frame`` (values shown with ``str``)."""
+    """A GitHub-flavoured Markdown table of ``frame`` (values shown with ``str``, their markup inert)."""
     def cell(value) -> str:
-        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-        return text.replace("|", "\\|").replace("\n", " ")
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else markdown_text(value)
 
     header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
