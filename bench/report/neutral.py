@@ -11,10 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 #: What makes Markdown (or the HTML it may hold) out of text: HTML's three characters, the table
-#: pipe, the code-span backtick and the backslash that escapes; each becomes an entity or a
-#: backslash escape, so it renders as itself. Line breaks become spaces (a table row is one line).
+#: pipe, the code-span backtick, the brackets of a link and the backslash that escapes; each becomes
+#: an entity or a backslash escape, so it renders as itself. Line breaks become spaces (a table row
+#: is one line).
 _MARKDOWN = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "\\": "\\\\",
-                           "\n": " ", "\r": " "})
+                           "[": "\\[", "]": "\\]", "\n": " ", "\r": " "})
 
 #: A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
 _FORMULA_START = r"^([=+\-@\t\r])"
