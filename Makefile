@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+GPU_STAMP := $(VENV)/.installed-gpu
 ARGS ?=
 
-.PHONY: setup bench report test test-all microbench clean
+.PHONY: setup bench report test test-all microbench gpu-check clean
 
 setup: $(STAMP)
 
@@ -37,6 +38,17 @@ test-all: setup  # includes the slow 360x480 model checks that faster tests alre
 
 microbench: setup
 	$(PY) -m pytest -q tests/test_microbench.py --benchmark-only --benchmark-group-by=group
+
+# The GPU validation kit (benchmarks/gpu_check.py): every CUDA path on one GPU, or a dry run on the
+# CPU with every CUDA check skipped. Where nvidia-smi is present it adds the gpu extra (NVML).
+# Output: $(OUT) when given, else results/gpu-check/<timestamp>; exits 1 naming each failed check.
+gpu-check: setup
+	if command -v nvidia-smi >/dev/null 2>&1; then $(MAKE) --no-print-directory $(GPU_STAMP); fi
+	$(PY) -m benchmarks.gpu_check $(if $(OUT),--out '$(OUT)')
+
+$(GPU_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --editable '.[dev,gpu]'
+	touch $(GPU_STAMP)
 
 clean:
 	rm -rf results .pytest_cache .benchmarks

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.backends import BACKENDS
 from bench.paths import safe_name
+from bench.scenarios import SCENARIOS
 from bench.schedule import SCHEDULES
 from bench.updates import OPTIMIZERS, Precision
 
@@ -71,6 +72,13 @@ BOUNDS = (
     Bound("measure.min_iters", 1, integer=True),
     Bound("measure.max_iters", 1, integer=True),
     Bound("measure.min_run_time", 0),
+    Bound("measure.max_run_time", 0, low_inclusive=False),
+    Bound("measure.rel_ci", 0, 1, low_inclusive=False),
+    Bound("measure.idle_max_wait", 0),
+    Bound("measure.energy_min_seconds", 0),
+    Bound("measure.energy_idle_seconds", 0, low_inclusive=False),
+    Bound("measure.throughput_min_gain", 0),
+    Bound("measure.throughput_max_batch", 1, integer=True),
     Bound("train.lr", 0),
     Bound("train.momentum", 0),
     Bound("train.weight_decay", 0),
@@ -91,6 +99,7 @@ BOUNDS = (
 #: Pairs of values where the first must not exceed the second: (smaller, larger, why).
 ORDERED = (
     ("measure.min_iters", "measure.max_iters", "the latency loop stops at max_iters"),
+    ("measure.min_run_time", "measure.max_run_time", "the latency loop stops at max_run_time"),
     ("lease.heartbeat_seconds", "lease.stale_after_seconds",
      "a claim refreshed less often than it goes stale is taken over while its job runs"),
 )
@@ -132,6 +141,7 @@ def _bound_problem(cfg: DictConfig, bound: Bound) -> str | None:
 #: Config values that name one of a fixed set of choices: (key, choices, modes that read it).
 CHOICES = (
     ("mode", MODES, MODES),
+    ("scenario", SCENARIOS, MODES),
     ("precision", tuple(PRECISIONS), MODES),
     ("oom_policy", OOM_POLICIES, MODES),
     ("eval_split", SPLITS, ("accuracy", "eval")),
@@ -184,6 +194,7 @@ class JobSpec:
     channels_last: bool
     backend: str
     threads: int | None
+    scenario: str = "latency"
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "JobSpec":
@@ -208,6 +219,7 @@ class JobSpec:
             channels_last=bool(cfg.channels_last),
             backend=backend,
             threads=default_threads() if cfg.threads is None else int(cfg.threads),
+            scenario=cfg.get("scenario", "latency"),
         )
 
     @property
@@ -237,6 +249,9 @@ def _backend(cfg: DictConfig) -> str:
             raise ConfigError(f"compile=true is the old spelling of backend=compile and cannot be "
                               f"combined with backend={backend}; drop compile=true")
         backend = "compile"
+    if cfg.get("scenario") == "throughput" and backend != "eager":
+        raise ConfigError(f"scenario=throughput searches the batch size on the eager model; use it with "
+                          f"backend=eager, or scenario=latency with backend={backend}")
     if backend == "onnxruntime" and (cfg.precision != "fp32" or cfg.channels_last):
         raise ConfigError("backend=onnxruntime runs the exported fp32 graph in ONNX Runtime's own "
                           "layout: use precision=fp32 channels_last=false with it")
@@ -247,10 +262,13 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
     spec = JobSpec.from_config(cfg)
     # Keys written before the backend axis stay valid (resume skips their jobs): eager and
     # compile hash as the old ``compile`` flag did; only newer backends add a ``backend`` entry.
-    keyed_spec = {k: v for k, v in spec.__dict__.items() if k != "backend"}
+    # Likewise the latency scenario (every job before scenarios existed) keys as it did.
+    keyed_spec = {k: v for k, v in spec.__dict__.items() if k not in ("backend", "scenario")}
     keyed_spec["compile"] = spec.backend == "compile"
     if spec.backend not in ("eager", "compile"):
         keyed_spec["backend"] = spec.backend
+    if spec.scenario != "latency":
+        keyed_spec["scenario"] = spec.scenario
     keyed = {
         "spec": keyed_spec,
         "seed": int(cfg.seed) if with_seed else None,
@@ -261,7 +279,8 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
     }
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
     backend_flag = {"eager": "", "compile": "_compiled"}.get(spec.backend, f"_{spec.backend}")
-    flags = "".join(["_cl" if spec.channels_last else "", backend_flag])
+    flags = "".join(["_cl" if spec.channels_last else "", backend_flag,
+                     "" if spec.scenario == "latency" else f"_{spec.scenario}"])
     seed = f"_s{int(cfg.seed)}" if with_seed else ""
     names = "_".join(safe_name(name) for name in (spec.model, spec.dataset, spec.device))
     return (f"{names}_{spec.height}x{spec.width}_b{spec.batch_size}"

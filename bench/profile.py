@@ -1,7 +1,10 @@
 """The profile stage: size, FLOPs, decoder storage, peak memory and latency of one model at one
-input shape on one deployment backend, for inference and (eager only) for one training step."""
+input shape on one deployment backend, for inference and (eager only) for one training step;
+what else used the machine while it was timed; energy where a counter exists; the cold start."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,12 +16,75 @@ from bench.environment import device_name
 from bench.jobspec import JobSpec
 from bench.measure.decoder import recording_kept, storage_fields
 from bench.measure.flops import forward_flops
-from bench.measure.latency import TimingConfig, measure_latency
+from bench.measure.contention import ContentionWatch, gpu_contention, wait_for_idle
+from bench.measure.energy import energy_counter, measure_energy
+from bench.measure.latency import TimingConfig, measure_latency, synchronize, synchronized
 from bench.measure.memory import forward_peak_memory
 from bench.measure.parity import parity
-from bench.measure.peak import achieved_flops_per_s, cached_peak, peak_fraction
+from bench.measure.peak import BEATS_PEAK, achieved_flops_per_s, cached_peak, peak_fraction
 from bench.measure.size import model_size
 from bench.measure.training import measure_training_step, training_batch
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """What the profile stage does around its timed windows (``measure.*`` beside the loop's own)."""
+    require_idle: bool = False       # wait (up to idle_max_wait seconds) for an idle machine first
+    idle_max_wait: float = 60.0
+    energy: bool = True              # read an energy counter around a window of forward passes
+    energy_min_seconds: float = 10.0
+    energy_idle_seconds: float = 2.0
+
+    @classmethod
+    def from_config(cls, measure: Mapping[str, Any]) -> "WindowOptions":
+        return cls(**{f.name: measure[f.name] for f in dataclass_fields(cls) if f.name in measure})
+
+
+def _memory_format(spec: JobSpec) -> torch.memory_format:
+    return torch.channels_last if spec.channels_last else torch.contiguous_format
+
+
+def _autocast(spec: JobSpec, device: torch.device) -> torch.autocast:
+    return torch.autocast(device.type, dtype=spec.autocast_dtype, enabled=spec.autocast_dtype is not None)
+
+
+def _prepared(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: int,
+              device: torch.device) -> tuple[nn.Module, torch.Tensor]:
+    """The model in eval mode on ``device`` and a random input batch, both in the job's layout."""
+    model = model.eval().to(device=device, memory_format=_memory_format(spec))
+    inputs = torch.randn(batch_size, in_channels, spec.height, spec.width, device=device)
+    return model, inputs.contiguous(memory_format=_memory_format(spec))
+
+
+def first_call_ms(model: nn.Module, spec: JobSpec, in_channels: int, device: torch.device) -> float:
+    """The cold start's second half: the first forward pass of a freshly built model on the
+    job's device (weights moved there, kernels chosen, caches cold), timed on its own."""
+    started = time.perf_counter()
+    model, inputs = _prepared(model, spec, spec.batch_size, in_channels, device)
+    with torch.inference_mode(), _autocast(spec, device):
+        model(inputs)
+    synchronize(device)
+    return (time.perf_counter() - started) * 1e3
+
+
+def images_per_s(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: int, device: torch.device,
+                 timing: TimingConfig) -> float:
+    """Eager inference throughput at ``batch_size`` by the latency loop: a step of the
+    throughput scenario's batch search (bench/scenarios.py)."""
+    model, inputs = _prepared(model, spec, batch_size, in_channels, device)
+
+    def forward() -> None:
+        with torch.inference_mode(), _autocast(spec, device):
+            model(inputs)
+
+    return batch_size / (measure_latency(forward, device, timing).median_ms / 1e3)
+
+
+def _gpu_fields(device: torch.device) -> dict[str, Any]:
+    if device.type != "cuda":
+        return {}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return gpu_contention(index, str(torch.cuda.get_device_properties(index).uuid))
 
 
 def deploy(model: nn.Module, spec: JobSpec, inputs: torch.Tensor, device: torch.device,
@@ -31,31 +97,45 @@ def deploy(model: nn.Module, spec: JobSpec, inputs: torch.Tensor, device: torch.
 
 
 def efficiency_fields(flops_per_image: float, batch_size: int, latency_ms: float, peak: dict) -> dict:
-    """Achieved FLOP/s of the timed forward pass and its fraction of the measured peak."""
+    """Achieved FLOP/s of the timed forward pass, its fraction of the measured peak (flagged with
+    the reason above 1), and the machine's memory bandwidth beside it."""
     achieved = achieved_flops_per_s(flops_per_image, batch_size, latency_ms)
+    fraction = peak_fraction(achieved, peak["flops_per_s"])
     return {"achieved_flops_per_s": achieved, "peak_flops_per_s": peak["flops_per_s"],
-            "peak_fraction": peak_fraction(achieved, peak["flops_per_s"]), "peak_method": peak["method"]}
+            "peak_fraction": fraction, "peak_method": peak["method"],
+            "peak_exceeded": fraction > 1, "peak_note": BEATS_PEAK if fraction > 1 else "",
+            "memory_bandwidth_bytes_per_s": peak.get("bytes_per_s"), "bandwidth_method": peak.get("bandwidth_method", "")}
+
+
+def efficiency(flops_per_image: float, batch_size: int, latency_ms: float, device: torch.device,
+               dtype: torch.dtype, cache_dir: Path) -> dict:
+    """``efficiency_fields`` against the cached peak; a model that beats it has the peak measured
+    again first (the cached one may have been taken while the machine was busy)."""
+    peak = cached_peak(cache_dir / "peak", device, device_name(device), dtype)
+    if achieved_flops_per_s(flops_per_image, batch_size, latency_ms) > peak["flops_per_s"]:
+        peak = cached_peak(cache_dir / "peak", device, device_name(device), dtype, remeasure=True)
+    return efficiency_fields(flops_per_image, batch_size, latency_ms, peak)
 
 
 def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels: int,
                   device: torch.device, timing: TimingConfig, batch_size: int,
                   train_cfg: Mapping[str, Any] | None = None, ignore_index: int = 255,
                   progress: bool = False, cache_dir: Path = Path("results/cache"),
-                  min_agreement: float = 0.999, peak_flops: bool = True) -> dict[str, Any]:
+                  min_agreement: float = 0.999, peak_flops: bool = True,
+                  windows: WindowOptions = WindowOptions()) -> dict[str, Any]:
     """Measure ``model`` on random inputs of the job's shape; returns ResultRow fields.
 
     A non-eager backend's logits are first compared with eager's on the same input; below
     ``min_agreement`` (argmax agreement over the pixels) the fields say ``status=mismatch`` and
     nothing is timed. With ``peak_flops``, the achieved FLOP/s is set against the machine's
-    matmul peak, measured by the same loop once per environment. With ``train_cfg``, one training step (with its optimizer) is measured
+    matmul peak, measured once per environment. With ``train_cfg``, one training step (with its optimizer) is measured
     too, in eager rows, at the job's precision (``JobSpec.training_precision``) and memory layout.
+    Other processes' use of the machine is recorded over the timed windows (``contention_*``), and
+    ``windows`` decides whether to wait for an idle machine first and to measure energy.
     """
-    memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
-    model = model.eval().to(device=device, memory_format=memory_format)
-    inputs = torch.randn(batch_size, in_channels, spec.height, spec.width, device=device)
-    inputs = inputs.contiguous(memory_format=memory_format)
-    autocast = torch.autocast(device.type, dtype=spec.autocast_dtype,
-                              enabled=spec.autocast_dtype is not None)
+    memory_format = _memory_format(spec)
+    model, inputs = _prepared(model, spec, batch_size, in_channels, device)
+    autocast = _autocast(spec, device)
 
     with autocast, recording_kept(model) as kept:
         flops, logits = forward_flops(model, inputs)
@@ -101,28 +181,25 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
                               f"(max abs logit difference {check.max_abs_diff:.3g}); not timed")}
         forward = deployment.run
 
-    latency = measure_latency(forward, device, timing, progress=progress)
-    fields.update({
-        "latency_ms_median": latency.median_ms,
-        "latency_ms_iqr": latency.iqr_ms,
-        "latency_ms_p90": latency.p90_ms,
-        "latency_ms_mean": latency.mean_ms,
-        "latency_iters": latency.iters,
-        "warmup_iters": latency.warmup_iters,
-        "throughput_ips": batch_size / (latency.median_ms / 1e3),
-        "timer": latency.timer,
-    })
+    if windows.require_idle:
+        idle = wait_for_idle(windows.idle_max_wait)
+        fields.update({"contention_idle_at_start": idle.idle, "contention_waited_seconds": idle.waited_seconds})
+    with ContentionWatch() as watch:
+        latency = measure_latency(forward, device, timing, progress=progress)
+        if train_cfg is not None and spec.backend == "eager":
+            batch = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes,
+                                   ignore_index, device)
+            batch = (batch[0].contiguous(memory_format=memory_format), batch[1])
+            fields.update(measure_training_step(model, train_cfg, batch, num_classes, ignore_index,
+                                                device, timing, precision=spec.training_precision(device),
+                                                progress=progress))
+    fields.update({**latency.fields(), "throughput_ips": batch_size / (latency.median_ms / 1e3),
+                   "timer": latency.timer, **watch.record.to_row(), **_gpu_fields(device)})
+    if windows.energy:
+        energy = measure_energy(synchronized(forward, device), energy_counter(device), windows.energy_min_seconds,
+                                windows.energy_idle_seconds, batch_size)
+        fields.update(energy.to_row())
     if peak_flops:
-        # The loop's default settings, not the sweep's: one method for the peak, whichever sweep
-        # happens to measure it first.
-        peak = cached_peak(cache_dir / "peak", device, device_name(device),
-                           spec.autocast_dtype or torch.float32, TimingConfig())
-        fields.update(efficiency_fields(flops / batch_size, batch_size, latency.median_ms, peak))
-    if train_cfg is not None and spec.backend == "eager":
-        batch = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes,
-                               ignore_index, device)
-        batch = (batch[0].contiguous(memory_format=memory_format), batch[1])
-        fields.update(measure_training_step(model, train_cfg, batch, num_classes, ignore_index,
-                                            device, timing, precision=spec.training_precision(device),
-                                            progress=progress))
+        fields.update(efficiency(flops / batch_size, batch_size, latency.median_ms, device,
+                                 spec.autocast_dtype or torch.float32, cache_dir))
     return fields

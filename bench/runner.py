@@ -36,7 +36,8 @@ from bench.lease import Lease, claim, holds, other_workers_here
 from bench.measure.latency import TimingConfig
 from bench.paths import inside
 from bench.progress import child_ticks
-from bench.profile import profile_model
+from bench.profile import WindowOptions, first_call_ms, images_per_s, profile_model
+from bench.scenarios import throughput_search
 from bench.schema import ResultRow
 from bench.store import ResultStore, describe_os_error
 
@@ -88,7 +89,7 @@ def _base_row(cfg: DictConfig, run_id: str) -> ResultRow:
         model=spec.model, model_kwargs=spec.model_kwargs, dataset=spec.dataset,
         num_classes=int(cfg.dataset.num_classes), device=spec.device, height=spec.height,
         width=spec.width, batch_size=spec.batch_size, precision=spec.precision,
-        channels_last=spec.channels_last, backend=spec.backend, threads=spec.threads,
+        channels_last=spec.channels_last, backend=spec.backend, threads=spec.threads, scenario=spec.scenario,
         config=OmegaConf.to_container(cfg, resolve=True),
         **{k: v for k, v in environment(torch.device("cpu")).items() if k != "device_name"},
     )
@@ -115,7 +116,10 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
     torch.manual_seed(int(cfg.seed))
     num_classes = int(cfg.dataset.num_classes)
     in_channels = int(cfg.dataset.get("in_channels", 3))
+    started = time.perf_counter()
     model = create_model(spec.model, num_classes=num_classes, in_channels=in_channels, **spec.model_kwargs)
+    row.build_seconds = time.perf_counter() - started
+    row.first_call_ms = first_call_ms(model, spec, in_channels, device)
 
     if spec.mode in ("accuracy", "eval"):
         from bench.evaluate import run_accuracy
@@ -130,6 +134,11 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
 
     timing = TimingConfig.from_config(cfg.measure)
     batch_size = spec.batch_size
+    if spec.scenario == "throughput":
+        search = throughput_search(
+            lambda batch: images_per_s(model, spec, batch, in_channels, device, timing), spec.batch_size,
+            int(cfg.measure.throughput_max_batch), float(cfg.measure.throughput_min_gain), is_out_of_memory)
+        batch_size, row.throughput_search = search.best_batch, search.steps
     while True:
         try:
             measured = profile_model(
@@ -138,7 +147,7 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
                 ignore_index=int(cfg.dataset.ignore_index), progress=bool(cfg.progress),
                 cache_dir=Path(cfg.results_dir) / "cache",
                 min_agreement=float(cfg.parity.min_argmax_agreement),
-                peak_flops=bool(cfg.measure.peak_flops))
+                peak_flops=bool(cfg.measure.peak_flops), windows=WindowOptions.from_config(cfg.measure))
             break
         except Exception as exc:  # noqa: BLE001  (only out-of-memory errors are retried)
             if not is_out_of_memory(exc) or cfg.oom_policy != "halve" or batch_size == 1:
@@ -254,19 +263,32 @@ def _execute_isolated(cfg: DictConfig, run_dir: Path, store: ResultStore,
     return row, stderr_tail, False
 
 
+def _latency_text(row: ResultRow, prefix: str) -> str:
+    """``12.3 ms median [12.1, 12.6] n=40``, and a flag when the loop stopped short of its precision."""
+    def get(name: str):
+        return getattr(row, f"{prefix}{name}")
+
+    text = f"{get('latency_ms_median'):.3g} ms median"
+    if get("latency_ms_ci_low") is not None:
+        text += f" [{get('latency_ms_ci_low'):.3g}, {get('latency_ms_ci_high'):.3g}] 95% CI"
+    text += f" n={get('latency_iters')}"
+    if get("latency_precision_reached") is False:
+        text += f" (short of ±{get('latency_target_rel_ci'):.0%}: {get('latency_stop_reason')})"
+    return text
+
+
 def summary_line(row: ResultRow) -> str:
     """One line per finished job, for the console."""
     head = (f"[{row.status}] {row.model} {row.dataset} {row.device} {row.height}x{row.width} "
             f"b{row.batch_size} {row.precision}")
     if row.latency_ms_median is None:  # failed before it was measured
         return f"{head}: {row.error}"
-    parts = [f"{row.latency_ms_median:.2f} ms median (IQR {row.latency_ms_iqr:.2f}, n={row.latency_iters})",
-             f"{row.params_total / 1e6:.2f} M params",
+    parts = [_latency_text(row, ""), f"{row.params_total / 1e6:.2f} M params",
              f"{row.flops_per_image / 1e9:.2f} GFLOP/img"]
     if row.peak_memory_mib is not None:  # None: ONNX Runtime's memory off the CPU is not read
         parts.append(f"peak {row.peak_memory_mib:.0f} MiB")
     if row.train_latency_ms_median is not None:
-        parts.append(f"train step {row.train_latency_ms_median:.1f} ms, peak {row.train_peak_memory_mib:.0f} MiB")
+        parts.append(f"train step {_latency_text(row, 'train_')}, peak {row.train_peak_memory_mib:.0f} MiB")
     if row.miou is not None:
         parts.insert(0, f"mIoU {row.miou:.3f} ({row.split})")
     if row.resumed_from_step is not None:
@@ -274,6 +296,8 @@ def summary_line(row: ResultRow) -> str:
     if row.backend != "eager":
         parts.insert(0, f"{row.backend}: argmax agreement with eager {row.parity_argmax_agreement:.4%}, "
                         f"max abs logit diff {row.parity_max_abs_diff:.1e}")
+    if row.contention_busy:
+        parts.append(f"MEASURED UNDER LOAD: {row.contention_note}")
     if row.concurrent_workers:
         parts.append(f"measured beside {row.concurrent_workers} other worker(s) on this host")
     if row.status != "ok":  # measured, yet not the job's ok row (unsaved weights, abandoned)

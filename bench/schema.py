@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: latency intervals, raw times, contention, energy, cold start
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
@@ -90,12 +90,57 @@ class ResultRow:
     latency_ms_median: float | None = None
     latency_ms_iqr: float | None = None
     latency_ms_p90: float | None = None
+    latency_ms_p99: float | None = None   # from 100 calls on; None below
     latency_ms_mean: float | None = None
+    latency_ms_ci_low: float | None = None   # the median's distribution-free 95% interval (6 calls on)
+    latency_ms_ci_high: float | None = None
+    latency_rel_ci: float | None = None      # how far that interval reaches from the median, as a fraction
+    latency_target_rel_ci: float | None = None  # measure.rel_ci: the precision the loop aimed at
+    latency_precision_reached: bool | None = None  # False: stopped at max_run_time/max_iters first
+    latency_stop_reason: str = ""
     latency_iters: int | None = None
     warmup_iters: int | None = None
+    latency_times_ms: list[float] = field(default_factory=list)  # every timed call, in order
     compile_seconds: float | None = None  # backend=compile: the first, compiling call
     throughput_ips: float | None = None  # images per second = batch_size / median latency
     timer: str = ""
+    latency_ms_p90_ci_low: float | None = None   # p90's distribution-free 95% interval (from about 36 calls)
+    latency_ms_p90_ci_high: float | None = None
+    # --- scenario: latency (MLPerf's single stream: the job's batch, median and p90) or throughput
+    # (MLPerf's offline: the batch doubled until images/s stops improving; the row is the best batch's)
+    scenario: str = "latency"
+    throughput_search: list[dict[str, Any]] = field(default_factory=list)  # {"batch", "images_per_s" | "status"}
+    # --- cold start: measured apart from the steady state above
+    build_seconds: float | None = None     # building the model and initialising (or loading) its weights
+    first_call_ms: float | None = None     # the first forward pass after the build, on the job's device
+    # --- what else used the machine during the timed windows (bench/measure/contention.py)
+    contention_other_cpu_fraction: float | None = None  # other processes' CPU time / (window x CPUs)
+    contention_other_cpu_seconds: float | None = None
+    contention_steal_seconds: float | None = None       # a virtual machine's CPU taken by its host
+    contention_load_before: float | None = None         # 1-minute load average
+    contention_load_after: float | None = None
+    contention_busy: bool | None = None                 # True: measured under load (see the note); None: unknown
+    contention_note: str = ""
+    contention_waited_seconds: float | None = None      # measure.require_idle: how long it waited
+    contention_idle_at_start: bool | None = None        # measure.require_idle: whether it found the machine idle
+    contention_gpu_other_processes: int | None = None   # CUDA: other processes holding the GPU (NVML)
+    contention_gpu_other_pids: str | None = None
+    contention_gpu_throttle_reasons: str | None = None
+    contention_gpu_busy: bool | None = None
+    contention_gpu_note: str | None = None
+    # --- energy of a window of forward passes, with the idle power just before (bench/measure/energy.py)
+    energy_available: bool | None = None
+    energy_unavailable_reason: str | None = None
+    energy_method: str | None = None
+    energy_window_seconds: float | None = None
+    energy_calls: int | None = None
+    energy_images: int | None = None
+    energy_joules_total: float | None = None
+    energy_joules_per_image: float | None = None
+    energy_average_power_w: float | None = None
+    energy_idle_seconds: float | None = None
+    energy_idle_power_w: float | None = None
+    energy_joules_per_image_above_idle: float | None = None
 
     # --- deployment backend (non-eager rows) ----------------------------------------------
     backend_exporter: str = ""          # how the deployed form was made, with its version
@@ -113,6 +158,10 @@ class ResultRow:
     peak_flops_per_s: float | None = None       # the machine's matmul peak in this precision
     peak_fraction: float | None = None          # achieved / peak
     peak_method: str = ""                       # how the peak was measured
+    peak_exceeded: bool | None = None           # achieved above the peak: see peak_note
+    peak_note: str = ""                         # why a model can beat the matmul ceiling
+    memory_bandwidth_bytes_per_s: float | None = None  # the machine's memory ceiling (triad), beside the peak
+    bandwidth_method: str = ""
 
     # --- memory (inference: one forward pass) ---------------------------------------------
     peak_memory_mib: float | None = None        # weights + input + peak of everything allocated
@@ -126,8 +175,18 @@ class ResultRow:
     train_latency_ms_median: float | None = None   # per step of one batch
     train_latency_ms_iqr: float | None = None
     train_latency_ms_p90: float | None = None
+    train_latency_ms_p90_ci_low: float | None = None
+    train_latency_ms_p90_ci_high: float | None = None
+    train_latency_ms_p99: float | None = None
     train_latency_ms_mean: float | None = None
+    train_latency_ms_ci_low: float | None = None
+    train_latency_ms_ci_high: float | None = None
+    train_latency_rel_ci: float | None = None
+    train_latency_target_rel_ci: float | None = None
+    train_latency_precision_reached: bool | None = None
+    train_latency_stop_reason: str = ""
     train_latency_iters: int | None = None
+    train_latency_times_ms: list[float] = field(default_factory=list)
     train_warmup_iters: int | None = None
     train_throughput_ips: float | None = None      # images per second = batch size / median step
     train_peak_memory_mib: float | None = None     # weights + gradients + optimizer state + batch + activations
@@ -188,10 +247,11 @@ class ResultRow:
         return dataclasses.asdict(self)
 
     def to_text(self) -> str:
-        """The measured fields, one per line (empty ones and the full config left out)."""
+        """The measured fields, one per line (empty ones, the full config and the raw per-call
+        times left out: the row file holds them)."""
         lines = []
         for name, value in self.to_dict().items():
-            if name == "config" or value in (None, "", {}, []):
+            if name == "config" or name.endswith("_times_ms") or value in (None, "", {}, []):
                 continue
             shown = f"{value:.6g}" if isinstance(value, float) else value
             lines.append(f"  {name}: {shown}")

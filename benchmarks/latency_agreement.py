@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import torch
 import torch.utils.benchmark as tbench
@@ -22,6 +23,19 @@ from bench.jobspec import parse_resolution
 from bench.measure.latency import TimingConfig, measure_latency
 
 CPU = torch.device("cpu")
+
+
+def agreement(forward: Callable[[], object], device: torch.device, threads: int, rounds: int,
+              min_run_time: float) -> tuple[list[float], list[float]]:
+    """Per round, the median latency in ms of ``forward()`` by the harness and by
+    ``blocked_autorange``, alternated so that drift of the machine hits both."""
+    config = TimingConfig(warmup_iters=3, min_run_time=min_run_time, min_iters=10)
+    timer = tbench.Timer(stmt="forward()", globals={"forward": forward}, num_threads=threads)
+    harness_ms, reference_ms = [], []
+    for _ in range(rounds):
+        harness_ms.append(measure_latency(forward, device, config).median_ms)
+        reference_ms.append(timer.blocked_autorange(min_run_time=min_run_time).median * 1e3)
+    return harness_ms, reference_ms
 
 
 def main() -> None:
@@ -37,17 +51,12 @@ def main() -> None:
     height, width = parse_resolution(args.resolution)
     model = models.create_model(args.model, num_classes=11).eval()
     x = torch.randn(1, 3, height, width)
-    config = TimingConfig(warmup_iters=3, min_run_time=args.min_run_time, min_iters=10)
 
     def forward():
         with torch.inference_mode():
             model(x)
 
-    timer = tbench.Timer(stmt="forward()", globals={"forward": forward}, num_threads=args.threads)
-    harness_ms, reference_ms = [], []
-    for _ in range(args.rounds):
-        harness_ms.append(measure_latency(forward, CPU, config).median_ms)
-        reference_ms.append(timer.blocked_autorange(min_run_time=args.min_run_time).median * 1e3)
+    harness_ms, reference_ms = agreement(forward, CPU, args.threads, args.rounds, args.min_run_time)
     harness, reference = statistics.median(harness_ms), statistics.median(reference_ms)
     difference = (harness - reference) / reference
 

@@ -47,7 +47,7 @@ def measure_one(model_name: str, resolution: str, train: bool) -> str:
         batch = training_batch(1, 3, height, width, 11, 11, CPU)
         train_cfg = OmegaConf.load(TRAIN_CONFIG)
         fields = measure_training_step(model, train_cfg, batch, 11, 11, CPU,
-                                       TimingConfig(warmup_iters=1, min_run_time=0.0, min_iters=2))
+                                       TimingConfig(warmup_iters=1, min_run_time=0.0, min_iters=2, max_iters=2))
         # The same step again, now watched by the kernel, from the same state between steps.
         model.train()
         update = training_update(model, train_cfg, torch.nn.CrossEntropyLoss(ignore_index=11), 11, 11)

@@ -1,6 +1,11 @@
 """`python -m bench` end to end, as a user runs it: rows written, messages clear, exit codes."""
 import json
 
+import pytest
+import torch
+
+from bench.measure.latency import CUDA_TIMER
+from bench.measure.memory import CUDA_COUNTER
 from tests.conftest import Bench
 
 TINY = ["model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]"]
@@ -43,6 +48,22 @@ def test_unet_profile_at_128(bench: Bench):
     assert row.status == "ok" and row.model == "unet" and row.params_total > 30e6
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_single_run_on_cuda_is_timed_by_events_and_measured_by_the_allocator(bench: Bench, precision):
+    result = bench(*TINY, "device=cuda", f"precision={precision}", "resolution=40x56", "batch_size=2")
+    assert result.returncode == 0, result.stderr
+    [row] = bench.rows().rows
+    assert row.status == "ok" and row.device == "cuda" and row.device_name == torch.cuda.get_device_name(0)
+    assert row.timer == CUDA_TIMER and row.memory_counter == row.train_memory_counter == CUDA_COUNTER
+    assert row.flops_per_image == 2 * 40 * 56 * (8 * 27 + 11 * 8)  # autocast changes no operation count
+    assert row.train_precision == precision and row.train_latency_ms_median > 0
+    # The allocator's peak holds the weights and the input batch, at least.
+    assert row.peak_memory_mib * 2**20 >= row.params_total * 4 + 2 * 3 * 40 * 56 * 4
+    assert row.train_peak_memory_mib > row.train_weights_mib + row.train_gradients_mib + row.train_optimizer_state_mib
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here: the cuda-marked tests run device=cuda")
 def test_cuda_without_a_gpu_records_an_unavailable_row(bench: Bench):
     result = bench("device=cuda", *TINY)
     assert "CUDA is not available" in result.stdout

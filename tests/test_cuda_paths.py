@@ -54,7 +54,7 @@ def fake_cuda(monkeypatch):
 
 def test_cuda_latency_uses_events_and_synchronises_once_after_the_loop(fake_cuda):
     stats = latency.measure_latency(fake_cuda.tick, CUDA,
-                                    latency.TimingConfig(warmup_iters=2, min_run_time=0.0, min_iters=6))
+                                    latency.TimingConfig(warmup_iters=2, min_run_time=0.0, min_iters=6, max_iters=6))
     assert stats.median_ms == 2.0 and stats.iters == 6 and stats.timer == latency.CUDA_TIMER
     # warm-up, a synchronisation, the timed calls with no synchronisation between them, one more.
     assert fake_cuda.log == ["call"] * 2 + ["synchronize"] + ["call"] * 6 + ["synchronize"]
@@ -124,7 +124,7 @@ def test_cuda_training_step_reads_the_allocator_after_gradients_and_state_exist(
     image, mask = torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)
     cfg = OmegaConf.load("conf/train/default.yaml")
     fields = measure_training_step(net, cfg, (image, mask), 2, 255, CUDA,
-                                   latency.TimingConfig(warmup_iters=4, min_run_time=0.0, min_iters=3))
+                                   latency.TimingConfig(warmup_iters=4, min_run_time=0.0, min_iters=3, max_iters=3))
     # One step, then the measured one between the allocator's reset and read, then 4 - 2 more
     # warm-up steps, a synchronisation, 3 timed steps (one event pair each) and the last one;
     # then the forward pass whose saved tensors are counted.

@@ -115,22 +115,89 @@ def test_model_size_separates_trainable_and_counts_buffers_in_bytes():
     assert size.size_mib * MIB == (12 + 8 + 4 + 4) * FLOAT32 + 1 * 8
 
 
-def test_summarize_reports_median_iqr_and_p90():
-    times = [float(t) for t in range(1, 12)]  # 1..11 ms
-    stats = summarize(times, warmup_iters=3, timer="t")
+def test_summarize_reports_median_with_its_interval_iqr_and_p90():
+    times = [float(t) for t in range(11, 0, -1)]  # 11..1 ms, in the order they were timed
+    stats = summarize(times, warmup_iters=3, timer="t", target_rel_ci=0.5)
     assert stats.median_ms == 6
     assert stats.iqr_ms == pytest.approx(8.5 - 3.5)
     assert stats.p90_ms == pytest.approx(10)
+    assert stats.p99_ms is None  # 11 calls say nothing about the slowest 1%
     assert stats.mean_ms == statistics.fmean(times)
-    assert stats.iters == 11
+    assert stats.iters == 11 and stats.times_ms == tuple(times)
+    # n=11: ranks 2 and 10 (P(Binomial(11, 1/2) <= 1) = 12/2048 <= 0.025 < P(<= 2) = 67/2048).
+    assert (stats.ci_low_ms, stats.ci_high_ms) == (2, 10)
+    assert stats.rel_ci == pytest.approx(4 / 6) and not stats.precision_reached
+
+
+@pytest.mark.parametrize("n, ranks", [(5, None), (6, (1, 6)), (10, (2, 9)), (20, (6, 15)), (100, (40, 61))])
+def test_the_medians_interval_ranks_match_the_binomial_tables(n, ranks):
+    assert latency.median_interval_ranks(n) == ranks
+
+
+def test_the_normal_approximation_takes_over_within_a_rank_of_the_exact_one():
+    exact = latency.median_interval_ranks(latency.EXACT_RANKS_UP_TO)
+    approximate = latency.median_interval_ranks(latency.EXACT_RANKS_UP_TO + 1)
+    assert abs(exact[0] - approximate[0]) <= 1 and abs(exact[1] - approximate[1]) <= 2
+
+
+def test_the_interval_covers_the_median_about_95_percent_of_the_time():
+    import random
+    rng, n, trials = random.Random(0), 30, 4000
+    true_median = 1.0  # of the lognormal below, a skewed, heavy-tailed stand-in for timings
+    covered = 0
+    for _ in range(trials):
+        low, high = latency.median_interval(sorted(rng.lognormvariate(0, 0.5) for _ in range(n)))
+        covered += low <= true_median <= high
+    assert 0.94 <= covered / trials <= 0.99  # exact coverage at n=30 is 0.957
+
+
+def _fake_loop(monkeypatch, times_ms, config):
+    """``time_until_precise`` over calls whose times cycle through ``times_ms``; the clock
+    advances by each call's time, so the run-time floor and cap are met as a real loop meets them."""
+    clock = {"t": 0.0}
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock["t"])
+    served = []
+
+    def block(calls):
+        out = [times_ms[(len(served) + i) % len(times_ms)] for i in range(calls)]
+        served.extend(out)
+        clock["t"] += sum(out) / 1e3
+        return out
+
+    return latency.time_until_precise(block, config)
+
+
+def test_the_loop_stops_once_the_median_is_known_to_the_stated_precision(monkeypatch):
+    config = TimingConfig(min_run_time=0.0, min_iters=10, rel_ci=0.03)
+    times, reason = _fake_loop(monkeypatch, [10.0, 10.1, 9.9, 10.2, 9.8], config)
+    assert reason == latency.STOP_PRECISION and len(times) == 10  # the floor, then precise at once
+    stats = summarize(times, 0, "t", config.rel_ci, reason)
+    assert stats.precision_reached and stats.rel_ci <= 0.03
+
+
+def test_a_noisy_loop_stops_at_the_cap_and_says_it_missed_the_precision(monkeypatch):
+    config = TimingConfig(min_run_time=0.0, min_iters=10, rel_ci=0.03, max_run_time=2.0)
+    times, reason = _fake_loop(monkeypatch, [10.0, 40.0, 5.0, 80.0, 20.0, 1.0], config)
+    assert reason == latency.STOP_MAX_RUN_TIME
+    stats = summarize(times, 0, "t", config.rel_ci, reason)
+    assert not stats.precision_reached and stats.rel_ci > 0.03
+    assert sum(times[:-1]) < 2000 <= sum(times)  # stopped by the first call past the cap
+
+
+def test_the_loop_keeps_to_its_floors_before_it_may_stop(monkeypatch):
+    config = TimingConfig(min_run_time=1.0, min_iters=3, rel_ci=0.5)
+    times, reason = _fake_loop(monkeypatch, [10.0], config)
+    assert reason == latency.STOP_PRECISION and len(times) == 100  # 1 s of 10 ms calls
+    config = TimingConfig(min_run_time=0.0, min_iters=3, max_iters=4, rel_ci=0.001)
+    assert _fake_loop(monkeypatch, [1.0, 2.0], config) == ([1.0, 2.0, 1.0, 2.0], latency.STOP_MAX_ITERS)
 
 
 def test_measure_latency_warms_up_then_runs_at_least_min_iters():
     calls = []
     stats = measure_latency(lambda: calls.append(1), torch.device("cpu"),
-                            TimingConfig(warmup_iters=4, min_run_time=0.0, min_iters=7))
+                            TimingConfig(warmup_iters=4, min_run_time=0.0, min_iters=7, max_iters=7))
     assert len(calls) == 4 + 7
-    assert stats.iters == 7 and stats.warmup_iters == 4
+    assert stats.iters == 7 and stats.warmup_iters == 4 and stats.stop_reason == latency.STOP_MAX_ITERS
 
 
 def test_measure_latency_keeps_going_until_min_run_time(monkeypatch):

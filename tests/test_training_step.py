@@ -9,7 +9,7 @@ from bench.measure.size import MIB
 from bench.measure.training import measure_training_step, saved_for_backward_bytes, training_batch
 
 FLOAT32, INT64 = 4, 8
-FAST = TimingConfig(warmup_iters=1, min_run_time=0.0, min_iters=2)
+FAST = TimingConfig(warmup_iters=1, min_run_time=0.0, min_iters=2, max_iters=2)
 CPU = torch.device("cpu")
 
 

@@ -1,14 +1,22 @@
-"""Inference latency: warm-up, device synchronisation, adaptive iteration count, robust statistics.
+"""Inference latency: warm-up, device synchronisation, timing to a stated precision, robust statistics.
 
-Every iteration is timed on its own, so the spread (IQR, p90) is the spread of single calls.
-On CPU a call is timed with ``time.perf_counter``; on CUDA with a pair of CUDA events recorded
-around it on the current stream, and the device is synchronised once before reading them all,
-so the timing itself never stalls the GPU queue. Like ``torch.utils.benchmark``'s
-``blocked_autorange``, the loop runs until both a minimum run time and a minimum iteration count
-are reached.
+Every call is timed on its own, so the spread (IQR, p90, p99) is the spread of single calls. On
+CPU a call is timed with ``time.perf_counter``; on CUDA with a pair of CUDA events recorded around
+it on the current stream, read after one device synchronisation per block of calls, so the timing
+itself never stalls the GPU queue mid-call.
+
+When to stop (as MLPerf LoadGen's valid run: a minimum duration *and* a minimum count, then a
+precision target): after at least ``min_run_time`` seconds and ``min_iters`` calls, as soon as the
+distribution-free 95% interval of the median lies within ``rel_ci`` of the median; at the latest
+after ``max_run_time`` seconds or ``max_iters`` calls, and then the stats say the precision was
+not reached. Timings are skewed with a heavy right tail, so the interval comes from order
+statistics, not from a normal approximation of the mean.
 """
 from __future__ import annotations
 
+import bisect
+import functools
+import math
 import statistics
 import time
 from dataclasses import dataclass, fields
@@ -20,15 +28,30 @@ from tqdm import tqdm
 from bench.progress import tick
 
 CPU_TIMER = "time.perf_counter per iteration"
-CUDA_TIMER = "CUDA events per iteration, one device synchronisation at the end"
+CUDA_TIMER = "CUDA events per iteration, one device synchronisation per block of calls"
+#: The coverage of the median's interval.
+CONFIDENCE = 0.95
+#: A percentile is reported only from enough calls to have one beyond it: p99 needs 100.
+P99_MIN_CALLS = 100
+#: Up to this many calls an interval's ranks come from the exact Binomial(n, q); above it from the
+#: normal approximation (for the median j = n/2 - 0.98 sqrt(n)), which agrees with it to a rank there.
+EXACT_RANKS_UP_TO = 300
+#: 1.96 standard normal deviations: the two-sided 95% point.
+Z95 = 1.959964
+
+STOP_PRECISION = "precision reached"
+STOP_MAX_RUN_TIME = "max_run_time reached"
+STOP_MAX_ITERS = "max_iters reached"
 
 
 @dataclass(frozen=True)
 class TimingConfig:
     warmup_iters: int = 3
-    min_run_time: float = 1.0  # seconds of timed iterations, at least
+    min_run_time: float = 1.0   # seconds of timed calls, at least (a floor, like min_iters)
     min_iters: int = 10
     max_iters: int = 10_000
+    rel_ci: float = 0.03        # stop once the median's 95% interval is within this fraction of it
+    max_run_time: float = 20.0  # seconds: stop here even if the precision is not reached (flagged)
 
     @classmethod
     def from_config(cls, measure: Mapping[str, Any]) -> "TimingConfig":
@@ -36,65 +59,176 @@ class TimingConfig:
         return cls(**{f.name: measure[f.name] for f in fields(cls) if f.name in measure})
 
 
+@functools.cache
+def quantile_interval_ranks(n: int, q: float = 0.5) -> tuple[int, int] | None:
+    """1-based ranks (j, k) of the order statistics x(j) <= x(k) that cover the population's
+    ``q`` quantile with at least 95% probability whatever the distribution (the number of calls
+    below that quantile is Binomial(n, q)); None when ``n`` is too small for such ranks (fewer
+    than 6 calls for the median, about 36 for the 90th percentile)."""
+    alpha = (1 - CONFIDENCE) / 2
+    if n > EXACT_RANKS_UP_TO:
+        spread = Z95 * math.sqrt(n * q * (1 - q))
+        j, k = math.floor(n * q - spread), math.ceil(n * q + 1 + spread)
+    else:
+        pmf = [math.comb(n, i) * q ** i * (1 - q) ** (n - i) for i in range(n + 1)]
+        # j: the largest rank with P(B < j) <= alpha; k: the smallest with P(B >= k) <= alpha.
+        j = next(i for i in range(n + 1) if sum(pmf[:i + 1]) > alpha)
+        k = next(i for i in range(n, -1, -1) if sum(pmf[i:]) > alpha) + 1
+    return (j, k) if 1 <= j and k <= n else None
+
+
+def median_interval_ranks(n: int) -> tuple[int, int] | None:
+    return quantile_interval_ranks(n, 0.5)
+
+
+def quantile_interval(sorted_ms: list[float], q: float) -> tuple[float, float] | None:
+    """The ``q`` quantile's distribution-free 95% interval from sorted times, or None (too few)."""
+    ranks = quantile_interval_ranks(len(sorted_ms), q)
+    return None if ranks is None else (sorted_ms[ranks[0] - 1], sorted_ms[ranks[1] - 1])
+
+
+def median_interval(sorted_ms: list[float]) -> tuple[float, float] | None:
+    return quantile_interval(sorted_ms, 0.5)
+
+
+def relative_half_width(sorted_ms: list[float]) -> float | None:
+    """How far the interval reaches from the median, as a fraction of it (the larger side)."""
+    interval = median_interval(sorted_ms)
+    if interval is None:
+        return None
+    median = statistics.median(sorted_ms)
+    return max(median - interval[0], interval[1] - median) / median if median > 0 else math.inf
+
+
+def stop_reason(elapsed: float, sorted_ms: list[float], config: TimingConfig) -> str:
+    """Why the loop stops now, or "" to go on (see the module's docstring)."""
+    n = len(sorted_ms)
+    if n >= config.max_iters:
+        return STOP_MAX_ITERS
+    if elapsed >= config.max_run_time and n >= 2:
+        return STOP_MAX_RUN_TIME
+    if elapsed >= config.min_run_time and n >= config.min_iters:
+        width = relative_half_width(sorted_ms)
+        if width is not None and width <= config.rel_ci:
+            return STOP_PRECISION
+    return ""
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     median_ms: float
     iqr_ms: float
     p90_ms: float
+    p90_ci_low_ms: float | None  # the p90's 95% interval; None below about 36 calls
+    p90_ci_high_ms: float | None
+    p99_ms: float | None        # None below P99_MIN_CALLS calls
     mean_ms: float
+    ci_low_ms: float | None     # the median's 95% interval; None below 6 calls
+    ci_high_ms: float | None
+    rel_ci: float | None        # the interval's reach from the median, as a fraction of it
+    target_rel_ci: float
+    precision_reached: bool
+    stop_reason: str
     iters: int
     warmup_iters: int
     timer: str
+    times_ms: tuple[float, ...]  # every timed call, in order: any statistic can be recomputed
+
+    def fields(self, prefix: str = "") -> dict[str, Any]:
+        """The ResultRow fields of this loop: ``latency_*`` (inference) or ``train_latency_*``."""
+        return {
+            f"{prefix}latency_ms_median": self.median_ms,
+            f"{prefix}latency_ms_iqr": self.iqr_ms,
+            f"{prefix}latency_ms_p90": self.p90_ms,
+            f"{prefix}latency_ms_p90_ci_low": self.p90_ci_low_ms,
+            f"{prefix}latency_ms_p90_ci_high": self.p90_ci_high_ms,
+            f"{prefix}latency_ms_p99": self.p99_ms,
+            f"{prefix}latency_ms_mean": self.mean_ms,
+            f"{prefix}latency_ms_ci_low": self.ci_low_ms,
+            f"{prefix}latency_ms_ci_high": self.ci_high_ms,
+            f"{prefix}latency_rel_ci": self.rel_ci,
+            f"{prefix}latency_target_rel_ci": self.target_rel_ci,
+            f"{prefix}latency_precision_reached": self.precision_reached,
+            f"{prefix}latency_stop_reason": self.stop_reason,
+            f"{prefix}latency_iters": self.iters,
+            f"{prefix}warmup_iters": self.warmup_iters,
+            f"{prefix}latency_times_ms": [round(t, 4) for t in self.times_ms],
+        }
 
 
-def summarize(times_ms: list[float], warmup_iters: int, timer: str) -> LatencyStats:
-    """Median, interquartile range and 90th percentile of per-iteration times."""
+def summarize(times_ms: list[float], warmup_iters: int, timer: str, target_rel_ci: float = TimingConfig.rel_ci,
+              stopped_because: str = "") -> LatencyStats:
+    """Median with its interval, IQR, p90 (and p99 from 100 calls) of per-call times."""
     if len(times_ms) < 2:
         raise ValueError("need at least two timed iterations for a spread")
-    quartiles = statistics.quantiles(times_ms, n=4, method="inclusive")
-    deciles = statistics.quantiles(times_ms, n=10, method="inclusive")
+    ordered = sorted(times_ms)
+    quartiles = statistics.quantiles(ordered, n=4, method="inclusive")
+    percentiles = statistics.quantiles(ordered, n=100, method="inclusive")
+    interval, p90_interval = median_interval(ordered), quantile_interval(ordered, 0.9)
+    width = relative_half_width(ordered)
     return LatencyStats(
-        median_ms=statistics.median(times_ms),
+        median_ms=statistics.median(ordered),
         iqr_ms=quartiles[2] - quartiles[0],
-        p90_ms=deciles[8],
-        mean_ms=statistics.fmean(times_ms),
-        iters=len(times_ms),
+        p90_ms=percentiles[89],
+        p90_ci_low_ms=p90_interval[0] if p90_interval else None,
+        p90_ci_high_ms=p90_interval[1] if p90_interval else None,
+        p99_ms=percentiles[98] if len(ordered) >= P99_MIN_CALLS else None,
+        mean_ms=statistics.fmean(ordered),
+        ci_low_ms=interval[0] if interval else None,
+        ci_high_ms=interval[1] if interval else None,
+        rel_ci=width,
+        target_rel_ci=target_rel_ci,
+        precision_reached=width is not None and width <= target_rel_ci,
+        stop_reason=stopped_because,
+        iters=len(ordered),
         warmup_iters=warmup_iters,
         timer=timer,
+        times_ms=tuple(times_ms),
     )
 
 
-def _enough(elapsed: float, iters: int, config: TimingConfig) -> bool:
-    return iters >= config.max_iters or (elapsed >= config.min_run_time and iters >= config.min_iters)
-
-
-def _time_cpu(fn: Callable[[], object], config: TimingConfig, bar: tqdm) -> list[float]:
-    times_ms: list[float] = []
-    start_all = time.perf_counter()
-    while not _enough(time.perf_counter() - start_all, len(times_ms), config):
+def _cpu_block(fn: Callable[[], object], calls: int) -> list[float]:
+    times_ms = []
+    for _ in range(calls):
         start = time.perf_counter()
         fn()
         times_ms.append((time.perf_counter() - start) * 1e3)
-        bar.update()
-        tick()
     return times_ms
 
 
-def _time_cuda(fn: Callable[[], object], config: TimingConfig, bar: tqdm,
-               device: torch.device) -> list[float]:
-    events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-    start_all = time.perf_counter()
-    # The host clock only decides when to stop; the events measure the device's time.
-    while not _enough(time.perf_counter() - start_all, len(events), config):
+def _cuda_block(fn: Callable[[], object], calls: int, device: torch.device) -> list[float]:
+    """The device time of each call; the host waits once, after the block."""
+    events = []
+    for _ in range(calls):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
         end.record()
         events.append((start, end))
-        bar.update()
-        tick()
     torch.cuda.synchronize(device)
     return [start.elapsed_time(end) for start, end in events]
+
+
+def time_until_precise(time_block: Callable[[int], list[float]], config: TimingConfig,
+                       bar: tqdm | None = None, grow_blocks: bool = False) -> tuple[list[float], str]:
+    """Per-call times from ``time_block(calls)`` until ``stop_reason`` says stop; returns the
+    times and the reason. With ``grow_blocks`` (CUDA) each block is a quarter of the calls so
+    far, so the device is synchronised a logarithmic number of times."""
+    times_ms: list[float] = []
+    ordered: list[float] = []
+    started = time.perf_counter()
+    while True:
+        calls = max(1, len(times_ms) // 4) if grow_blocks else 1
+        block = time_block(min(calls, config.max_iters - len(times_ms)))
+        times_ms += block
+        for value in block:
+            bisect.insort(ordered, value)
+        tick()
+        if bar is not None:
+            bar.update(len(block))
+        reason = stop_reason(time.perf_counter() - started, ordered, config)
+        if reason:
+            return times_ms, reason
 
 
 def measure_latency(fn: Callable[[], object], device: torch.device,
@@ -106,14 +240,14 @@ def measure_latency(fn: Callable[[], object], device: torch.device,
     synchronize(device)
     with tqdm(desc="timing", unit="it", disable=not progress, leave=False) as bar:
         if device.type == "cuda":
-            times_ms = _time_cuda(fn, config, bar, device)
+            times_ms, reason = time_until_precise(lambda calls: _cuda_block(fn, calls, device), config, bar,
+                                                  grow_blocks=True)
             timer = CUDA_TIMER
         else:
-            times_ms = _time_cpu(_synchronized(fn, device), config, bar)
+            call = synchronized(fn, device)
+            times_ms, reason = time_until_precise(lambda calls: _cpu_block(call, calls), config, bar)
             timer = CPU_TIMER if device.type == "cpu" else f"{CPU_TIMER} + {device.type} synchronize"
-    return summarize(times_ms, config.warmup_iters, timer)
-
-
+    return summarize(times_ms, config.warmup_iters, timer, config.rel_ci, reason)
 def synchronize(device: torch.device) -> None:
     """Wait for all queued work on ``device``; a no-op on CPU."""
     if device.type == "cuda":
@@ -122,7 +256,7 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+def synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
     if device.type == "cpu":
         return fn
 

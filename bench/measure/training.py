@@ -121,11 +121,7 @@ def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch:
     return {
         "train_optimizer": type(optimizers[0]).__name__,
         "train_precision": precision.name,
-        "train_latency_ms_median": latency.median_ms,
-        "train_latency_ms_iqr": latency.iqr_ms,
-        "train_latency_ms_p90": latency.p90_ms,
-        "train_latency_ms_mean": latency.mean_ms,
-        "train_latency_iters": latency.iters,
+        **latency.fields(prefix="train_"),
         "train_warmup_iters": latency.warmup_iters + passed,
         "train_throughput_ips": batch_size / (latency.median_ms / 1e3),
         "train_peak_memory_mib": (weights + gradients + optimizer_state + inputs + memory.peak_bytes) / MIB,

@@ -89,7 +89,12 @@ def report_body(everything, current, unreadable, tables, claims, figures, notes,
         "<h2>Headline</h2><p>One line per configuration (model, data set, device, resolution, batch, "
         "precision and layout, backend, threads): its jobs' values folded into "
         "<i>mean [95% t interval of the mean] n=jobs</i> (a single job: its value); latency folds each "
-        "job's median. Latency is per batch; throughput in images per second. Every job is in <a href=\"#all-jobs\">All "
+        "job's median. A single job's latency is its median per batch with the median's "
+        "distribution-free 95% interval and the number of timed calls, <i>median [low, high] n=calls</i>; "
+        "<i>short of ±3%</i> marks a loop that stopped at <code>measure.max_run_time</code> before its "
+        "interval was within <code>measure.rel_ci</code> of the median, and <i>UNDER LOAD</i> a job "
+        "timed while other processes took more than 10% of the machine's CPU time: read neither as a "
+        "ranking. Throughput in images per second. Every job is in <a href=\"#all-jobs\">All "
         "jobs</a> below.</p>" + html.table_html(tables["Headline"]),
         "<h2>Best deployment</h2><p>Per model, device, resolution and batch measured on more than "
         "one backend, precision or layout: the fastest whose logits passed the parity check "

@@ -68,7 +68,10 @@ def best_deployment_table(current: pd.DataFrame) -> pd.DataFrame:
 def _efficiency(row) -> str:
     if pd.isna(row["achieved_flops_per_s"]):
         return ""
-    return f"{row['achieved_flops_per_s'] / 1e9:.0f} ({fmt(row['peak_fraction'], '{:.0%}')})"
+    text = f"{row['achieved_flops_per_s'] / 1e9:.0f} ({fmt(row['peak_fraction'], '{:.0%}')})"
+    if row.get("peak_exceeded") is True:  # the FLOP count overstates the work (see the row's peak_note)
+        text += " above the matmul peak: fewer multiply-adds than counted (e.g. Winograd)"
+    return text
 
 
 def backend_latency_figure(current: pd.DataFrame) -> Figure | None:

@@ -25,7 +25,8 @@ from bench.store import LoadedRows, ResultStore
 #: Rows store mIoU and per-class IoU as fractions (0-1); the papers print percentages.
 PERCENT = 100.0
 #: Nested columns stored as JSON text, so frames group, compare and serialise as plain values.
-JSON_COLUMNS = ("config", "model_kwargs", "learning_curve", "backend_provider_options")
+JSON_COLUMNS = ("config", "model_kwargs", "learning_curve", "backend_provider_options", "latency_times_ms",
+                "train_latency_times_ms", "throughput_search")
 IOU_PREFIX = "iou."
 
 

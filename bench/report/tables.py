@@ -43,6 +43,30 @@ def _latency(row) -> str:
     return f"{row.latency_ms_median:.2f} (IQR {row.latency_ms_iqr:.2f})"
 
 
+def _flag(value) -> bool:
+    """A boolean column read back from the row table (None/NaN: not known, so not flagged)."""
+    return value is True or value == 1.0
+
+
+def latency_cell(ok: pd.DataFrame, prefix: str = "") -> str:
+    """One job: its median with the median's 95% interval and n, flagged when the loop stopped
+    short of its precision or the machine was busy. Several jobs (repeats): their medians
+    folded into a mean with its t interval."""
+    if len(ok) != 1:
+        return _fold(ok[f"{prefix}latency_ms_median"], 2)
+    row = ok.iloc[0]
+    median, low, high = (row.get(f"{prefix}latency_ms_{name}") for name in ("median", "ci_low", "ci_high"))
+    if pd.isna(median):
+        return ""
+    text = f"{median:.3g}" + (f" [{low:.3g}, {high:.3g}]" if not pd.isna(low) else "")
+    text += f" n={row.get(f'{prefix}latency_iters'):.0f}"
+    if row.get(f"{prefix}latency_precision_reached") is False or row.get(f"{prefix}latency_precision_reached") == 0.0:
+        text += f" short of ±{row.get(f'{prefix}latency_target_rel_ci'):.0%}"
+    if _flag(row.get("contention_busy")):
+        text += " UNDER LOAD"
+    return text
+
+
 def jobs_table(current: pd.DataFrame) -> pd.DataFrame:
     """One line per job: size, compute, latency, memory, accuracy and status (the full table,
     shown interactive in the page). Numbers stay numbers (rounded), so they sort as numbers."""
@@ -51,6 +75,9 @@ def jobs_table(current: pd.DataFrame) -> pd.DataFrame:
         "seed": (rows["seed"], 0), "params (M)": (rows["params_m"], 2),
         "GFLOP/img": (rows["gflops_per_image"], 1),
         "latency/batch ms, median": (rows["latency_ms_median"], 2), "IQR ms": (rows["latency_ms_iqr"], 2),
+        "95% CI low ms": (rows["latency_ms_ci_low"], 2), "95% CI high ms": (rows["latency_ms_ci_high"], 2),
+        "timed calls": (rows["latency_iters"], 0),
+        "other processes' CPU (%)": (rows["contention_other_cpu_fraction"] * 100, 0),
         "throughput img/s": (rows["throughput_ips"], 1), "peak MiB": (rows["peak_memory_mib"], 0),
         "train step ms, median": (rows["train_latency_ms_median"], 1),
         "train peak MiB": (rows["train_peak_memory_mib"], 0), "mIoU (%)": (rows["miou_pct"], 1),
@@ -101,10 +128,10 @@ def headline_table(current: pd.DataFrame) -> pd.DataFrame:
             "jobs ok": f"{len(ok)} of {len(mine)}",
             "params (M)": fmt(ok["params_m"].median()),
             "GFLOP/img": fmt(ok["gflops_per_image"].median(), "{:.1f}"),
-            "latency/batch ms": _fold(ok["latency_ms_median"], 2),
+            "latency/batch ms": latency_cell(ok),
             "throughput img/s": _fold(ok["throughput_ips"]),
             "peak MiB": _fold(ok["peak_memory_mib"], 0),
-            "train step ms": _fold(ok["train_latency_ms_median"]),
+            "train step ms": latency_cell(ok, "train_"),
             "train peak MiB": _fold(ok["train_peak_memory_mib"], 0),
             "mIoU (%)": _fold(ok["miou"], 1, scale=100),
             "failed": ", ".join(f"{n} {status}" for status, n in failed.items()),
