@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 bench: setup
 	status=0; \
 	$(PY) -m bench sweep=default $(ARGS) || status=1; \
+	$(PY) -m bench sweep=default_profile $(ARGS) || status=1; \
 	$(PY) -m bench sweep=adversarial $(ARGS) || status=1; \
 	$(PY) -m bench sweep=resolutions $(ARGS) || status=1; \
 	$(PY) -m bench sweep=backends $(ARGS) || status=1; \

@@ -119,7 +119,13 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
     started = time.perf_counter()
     model = create_model(spec.model, num_classes=num_classes, in_channels=in_channels, **spec.model_kwargs)
     row.build_seconds = time.perf_counter() - started
-    row.first_call_ms = first_call_ms(model, spec, in_channels, device)
+    try:
+        row.first_call_ms = first_call_ms(model, spec, in_channels, device)
+    except Exception as exc:  # noqa: BLE001  (the profile stage meets it again: halves the batch or records it)
+        if not is_out_of_memory(exc):
+            raise
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     if spec.mode in ("accuracy", "eval"):
         from bench.evaluate import run_accuracy

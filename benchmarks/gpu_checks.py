@@ -32,7 +32,7 @@ from tqdm import tqdm
 import models
 from bench.backends import CUDA_PROVIDERS
 from bench.jobspec import JobSpec, parse_resolution
-from bench.measure.latency import CUDA_TIMER
+from bench.measure.latency import CUDA_TIMER, TimingConfig
 from bench.measure.memory import CUDA_COUNTER, forward_peak_memory
 from bench.measure.nvml import NvmlUnavailable, ProcessMemory
 from bench.measure.size import MIB
@@ -97,7 +97,8 @@ class Setup:
         except NvmlUnavailable as exc:
             nvml, problem = None, str(exc)
         return cls(device=device, out=out, models=model_names or tuple(models.list_models()), resolution="360x480",
-                   timing=("measure.warmup_iters=2", "measure.min_run_time=0", "measure.min_iters=5"),
+                   timing=("measure.warmup_iters=2", "measure.min_run_time=0", "measure.min_iters=5",
+                           "measure.max_run_time=2", "measure.energy=false"),
                    train=("fcdensenet56", "96x128", 300), oom_model=("model=fcn_basic",),
                    ort_models=("fcn_basic", "segnet_basic"), agreement_seconds=0.1, nvml=nvml, nvml_problem=problem)
 
@@ -109,7 +110,7 @@ class Setup:
         for module in plugins:
             importlib.import_module(module)
         return cls(device=torch.device("cpu"), out=out, models=("tiny_segmenter",), resolution="32x48",
-                   timing=("measure.warmup_iters=1", "measure.min_run_time=0", "measure.min_iters=3",
+                   timing=("measure.warmup_iters=1", "measure.min_run_time=0", "measure.min_iters=3", "measure.max_run_time=0.2",
                            "measure.peak_flops=false"),
                    train=("tiny_segmenter", "32x48", 60),
                    oom_model=("model=custom", "model.name=fault_injector", "+model.oom_above_batch=2",
@@ -274,9 +275,11 @@ def check_latency(setup: Setup) -> Record:
             with torch.inference_mode():
                 model(inputs)
 
-        harness_ms, reference_ms = agreement(forward, setup.device, torch.get_num_threads(), AGREEMENT_ROUNDS,
-                                             setup.agreement_seconds)
-        harness, reference = statistics.median(harness_ms), statistics.median(reference_ms)
+        harness_stats, reference_ms = agreement(forward, setup.device, torch.get_num_threads(), AGREEMENT_ROUNDS,
+                                                TimingConfig(warmup_iters=3, min_run_time=setup.agreement_seconds,
+                                                             min_iters=10))
+        harness = statistics.median(stats.median_ms for stats in harness_stats)
+        reference = statistics.median(reference_ms)
         ratios.append(harness / reference)
         details.append(f"{name}: harness {harness:.3f} ms, Timer {reference:.3f} ms, ratio {ratios[-1]:.3f}")
         if setup.cuda and abs(ratios[-1] - 1) > LATENCY_TOLERANCE:

@@ -8,8 +8,8 @@ itself never stalls the GPU queue mid-call.
 When to stop (as MLPerf LoadGen's valid run: a minimum duration *and* a minimum count, then a
 precision target): after at least ``min_run_time`` seconds and ``min_iters`` calls, as soon as the
 distribution-free 95% interval of the median lies within ``rel_ci`` of the median; at the latest
-after ``max_run_time`` seconds or ``max_iters`` calls, and then the stats say the precision was
-not reached. Timings are skewed with a heavy right tail, so the interval comes from order
+after ``max_run_time`` seconds (and the 6 calls an interval needs) or ``max_iters`` calls, and then
+the stats say the precision was not reached. Timings are skewed with a heavy right tail, so the interval comes from order
 statistics, not from a normal approximation of the mean.
 """
 from __future__ import annotations
@@ -31,6 +31,9 @@ CPU_TIMER = "time.perf_counter per iteration"
 CUDA_TIMER = "CUDA events per iteration, one device synchronisation per block of calls"
 #: The coverage of the median's interval.
 CONFIDENCE = 0.95
+#: The fewest calls with a 95% interval of the median: the run-time cap waits for them (a run
+#: shorter than that could state no precision at all); only ``max_iters`` stops sooner.
+MIN_CALLS_FOR_INTERVAL = 6
 #: A percentile is reported only from enough calls to have one beyond it: p99 needs 100.
 P99_MIN_CALLS = 100
 #: Up to this many calls an interval's ranks come from the exact Binomial(n, q); above it from the
@@ -105,7 +108,7 @@ def stop_reason(elapsed: float, sorted_ms: list[float], config: TimingConfig) ->
     n = len(sorted_ms)
     if n >= config.max_iters:
         return STOP_MAX_ITERS
-    if elapsed >= config.max_run_time and n >= 2:
+    if elapsed >= config.max_run_time and n >= MIN_CALLS_FOR_INTERVAL:
         return STOP_MAX_RUN_TIME
     if elapsed >= config.min_run_time and n >= config.min_iters:
         width = relative_half_width(sorted_ms)
