@@ -112,7 +112,9 @@ class ResultRow:
     throughput_search: list[dict[str, Any]] = field(default_factory=list)  # {"batch", "images_per_s" | "status"}
     # --- cold start: measured apart from the steady state above
     build_seconds: float | None = None     # building the model and initialising (or loading) its weights
-    first_call_ms: float | None = None     # the first forward pass after the build, on the job's device
+    first_call_ms: float | None = None     # the first forward pass after the build, on the job's device (eager)
+    backend_first_call_ms: float | None = None  # a backend's first call (compile: the compiling one; ORT: the session's first run)
+    backend_load_seconds: float | None = None   # onnxruntime: creating the session from the exported file
     # --- what else used the machine during the timed windows (bench/measure/contention.py)
     contention_other_cpu_fraction: float | None = None  # other processes' CPU time / (window x CPUs)
     contention_other_cpu_seconds: float | None = None

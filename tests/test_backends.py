@@ -86,7 +86,8 @@ def test_the_ceilings_are_the_best_block_of_torch_utils_benchmark(monkeypatch):
         def blocked_autorange(self, min_run_time):
             return type("Measurement", (), {"times": [0.030, 0.010, 0.020]})()
 
-    monkeypatch.setattr(peak_module.benchmark, "Timer", FakeTimer)
+    import torch.utils.benchmark
+    monkeypatch.setattr(torch.utils.benchmark, "Timer", FakeTimer)
     peak = peak_module.measure_peak(CPU, torch.float32, size=256)
     assert peak["flops_per_s"] == pytest.approx(matmul_flops(256) / 0.010)  # the best block, not the median
     assert "best of 3 blocks" in peak["method"]

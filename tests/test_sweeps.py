@@ -60,7 +60,7 @@ def test_force_reruns_and_keeps_the_earlier_row_as_history(bench: Bench):
 def test_a_sweep_killed_with_sigkill_resumes_to_exactly_one_row_per_job(bench: Bench, tmp_path):
     args = ["model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]",
             "resolution=" + ",".join(f"16x{w}" for w in range(16, 16 + 8 * 4, 4)),
-            "measure.min_run_time=0.4"]
+            "measure.min_run_time=0.4", "measure.max_run_time=1"]
     command = [sys.executable, "-m", "bench", "-m", f"results_dir={bench.results}", *FAST_TIMING, *args]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -89,7 +89,8 @@ def test_isolated_jobs_run_in_a_fresh_process_and_time_out(bench: Bench):
     assert row.status == "ok"
 
     slow = bench("model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]",
-                 "resolution=16x24", "isolate=true", "job_timeout=1", "measure.min_run_time=30")
+                 "resolution=16x24", "isolate=true", "job_timeout=1", "measure.min_run_time=30",
+                 "measure.max_run_time=60")
     assert slow.returncode == 1
     timed_out = [r for r in bench.rows().rows if r.status == "timeout"]
     assert len(timed_out) == 1 and "job_timeout=1" in timed_out[0].error

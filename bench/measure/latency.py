@@ -215,13 +215,19 @@ def _cuda_block(fn: Callable[[], object], calls: int, device: torch.device) -> l
 def time_until_precise(time_block: Callable[[int], list[float]], config: TimingConfig,
                        bar: tqdm | None = None, grow_blocks: bool = False) -> tuple[list[float], str]:
     """Per-call times from ``time_block(calls)`` until ``stop_reason`` says stop; returns the
-    times and the reason. With ``grow_blocks`` (CUDA) each block is a quarter of the calls so
-    far, so the device is synchronised a logarithmic number of times."""
+    times and the reason. With ``grow_blocks`` (CUDA) the first block is the calls the loop
+    needs before it may stop, each later one a quarter of the calls so far, so the device is
+    synchronised a logarithmic number of times."""
     times_ms: list[float] = []
     ordered: list[float] = []
     started = time.perf_counter()
     while True:
-        calls = max(1, len(times_ms) // 4) if grow_blocks else 1
+        if not grow_blocks:
+            calls = 1
+        elif times_ms:
+            calls = max(1, len(times_ms) // 4)
+        else:
+            calls = max(config.min_iters, MIN_CALLS_FOR_INTERVAL)
         block = time_block(min(calls, config.max_iters - len(times_ms)))
         times_ms += block
         for value in block:

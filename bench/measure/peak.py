@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import torch
-import torch.utils.benchmark as benchmark
 
 from bench.atomic import atomic_write_text
 
@@ -51,6 +50,10 @@ def matmul_flops(size: int) -> float:
 def best_block_seconds(stmt: str, tensors: dict[str, torch.Tensor], min_run_time: float) -> tuple[float, int]:
     """The fastest block's time per call of ``stmt`` at this process's thread count, and the
     number of blocks (``Timer`` synchronises CUDA and defaults to one thread, hence the count)."""
+    # Imported here: torch.utils.benchmark imports cpp_extension, which warns on every CPU-only
+    # start-up that it found no CUDA runtime; only measuring a peak needs it.
+    import torch.utils.benchmark as benchmark
+
     timer = benchmark.Timer(stmt=stmt, globals=tensors, num_threads=torch.get_num_threads())
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
     return min(measurement.times), len(measurement.times)
