@@ -33,6 +33,7 @@ from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import device_name, environment
 from bench.jobspec import ConfigError, JobSpec, default_threads, job_key, repeat_key
 from bench.lease import Lease, claim, holds, other_workers_here
+from bench.formatting import format_ms
 from bench.measure.latency import TimingConfig
 from bench.paths import inside
 from bench.progress import child_ticks
@@ -274,9 +275,9 @@ def _latency_text(row: ResultRow, prefix: str) -> str:
     def get(name: str):
         return getattr(row, f"{prefix}{name}")
 
-    text = f"{get('latency_ms_median'):.3g} ms median"
+    text = f"{format_ms(get('latency_ms_median'))} ms median"
     if get("latency_ms_ci_low") is not None:
-        text += f" [{get('latency_ms_ci_low'):.3g}, {get('latency_ms_ci_high'):.3g}] 95% CI"
+        text += f" [{format_ms(get('latency_ms_ci_low'))}, {format_ms(get('latency_ms_ci_high'))}] 95% CI"
     text += f" n={get('latency_iters')}"
     if get("latency_precision_reached") is False:
         text += f" (short of ±{get('latency_target_rel_ci'):.0%}: {get('latency_stop_reason')})"

@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from bench.formatting import format_ms
 from bench.report.neutral import markdown_text
 from bench.report.repeats import repeat_groups, spread, spread_text, train_limits
 
@@ -58,7 +59,7 @@ def latency_cell(ok: pd.DataFrame, prefix: str = "") -> str:
     median, low, high = (row.get(f"{prefix}latency_ms_{name}") for name in ("median", "ci_low", "ci_high"))
     if pd.isna(median):
         return ""
-    text = f"{median:.3g}" + (f" [{low:.3g}, {high:.3g}]" if not pd.isna(low) else "")
+    text = format_ms(median) + (f" [{format_ms(low)}, {format_ms(high)}]" if not pd.isna(low) else "")
     text += f" n={row.get(f'{prefix}latency_iters'):.0f}"
     if row.get(f"{prefix}latency_precision_reached") is False or row.get(f"{prefix}latency_precision_reached") == 0.0:
         text += f" short of ±{row.get(f'{prefix}latency_target_rel_ci'):.0%}"
