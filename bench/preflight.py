@@ -68,9 +68,10 @@ def sweep_problems(config: DictConfig, jobs: list[list[str]]) -> list[str]:
         problems += [f"job {number} ({label}): {problem}" for problem in found]
         if found or not splits_read(job):
             continue
-        resolution = parse_resolution(job.resolution)
-        data_key = json.dumps([OmegaConf.to_container(job.dataset, resolve=True), resolution], sort_keys=True)
-        _, _, _, splits = reads.setdefault(data_key, (job.dataset, resolution,
+        # Keyed on the data set alone: the files are the same at every resolution (they are
+        # resized when read), so a sweep over resolutions checks them, and names a bad one, once.
+        data_key = json.dumps(OmegaConf.to_container(job.dataset, resolve=True), sort_keys=True)
+        _, _, _, splits = reads.setdefault(data_key, (job.dataset, parse_resolution(job.resolution),
                                                       Path(job.results_dir) / "cache", set()))
         splits |= splits_read(job)
     for dataset, resolution, cache_dir, splits in reads.values():

@@ -145,3 +145,15 @@ def test_workers_sharing_a_host_are_warned_and_recorded(tmp_path, capsys):
     err = capsys.readouterr().err
     if os.cpu_count() and len(os.sched_getaffinity(0)) < 4:  # 2 workers x 2 threads oversubscribe
         assert "1 other segbench worker(s) on this host" in err and "threads=" in err
+
+
+def test_a_sweeps_bad_data_files_are_named_once_before_any_job(bench: Bench, tmp_path):
+    from tests.test_data_check import SPLITS, break_four, make_folder
+    root = make_folder(tmp_path / "data", count=4, splits=SPLITS)
+    bad = break_four(root)
+    result = bench(*TINY, "mode=accuracy", "dataset=folder", f"dataset.root={root}", "dataset.num_classes=3",
+                   "eval_split=test", "resolution=16x16,16x24", multirun=True)
+    assert result.returncode == 1 and "1 problem(s) found before any job ran" in result.stderr
+    assert all(str(path) in result.stderr for path in bad), result.stderr
+    assert result.stderr.count("4 image/mask pair(s)") == 1  # the same files at both resolutions: once
+    assert not list(bench.results.glob("rows/*/*.json"))
