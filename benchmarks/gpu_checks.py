@@ -377,6 +377,29 @@ def check_oom(setup: Setup) -> Record:
     return verdict(setup, "oom", problems, headline, [])
 
 
+ENERGY_SECONDS = 10.0  # NVML's energy counter updates at a finite rate: a window long against it
+
+
+def check_energy(setup: Setup) -> Record:
+    """Energy per image from NVML's total-energy counter over a window of forward passes, with the
+    idle power just before it (bench/measure/energy.py): available, positive, over the whole window."""
+    seconds = ENERGY_SECONDS if setup.cuda else 0.1
+    row = run(setup, *model_overrides(setup.ort_models[0]), "measure.train_step=false", "measure.energy=true",
+              f"measure.energy_min_seconds={seconds}", f"measure.energy_idle_seconds={seconds / 5}")
+    problem = row_problem(setup, row)
+    if problem:
+        return verdict(setup, "energy", [problem], "", [])
+    if not row.energy_available:
+        reason = f"energy unavailable: {row.energy_unavailable_reason}"
+        return Record("energy", FAILED if setup.cuda else SKIPPED, reason if setup.cuda else f"{NO_CUDA}; {reason}")
+    problems = [] if row.energy_joules_per_image > 0 and row.energy_window_seconds >= seconds else [
+        f"{row.energy_joules_per_image} J per image over {row.energy_window_seconds} s (window asked: {seconds} s)"]
+    headline = (f"{setup.ort_models[0]}: {row.energy_joules_per_image:.3g} J/image "
+                f"({row.energy_joules_per_image_above_idle:.3g} above idle), {row.energy_average_power_w:.0f} W "
+                f"average, {row.energy_idle_power_w:.0f} W idle, over {row.energy_window_seconds:.1f} s ({row.energy_method})")
+    return verdict(setup, "energy", problems, headline, [])
+
+
 def check_onnxruntime(setup: Setup) -> Record:
     """ONNX Runtime on the device's execution provider (TensorRT's, else CUDA's) with parity
     against eager."""
@@ -416,6 +439,7 @@ CHECKS = {
     "memory": check_memory,
     "fp16-training": check_fp16_training,
     "oom": check_oom,
+    "energy": check_energy,
     "onnxruntime": check_onnxruntime,
     "report": check_report,
 }
