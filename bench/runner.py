@@ -31,9 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 from bench.checkpoint import STATE_NAME
 from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import device_name, environment
+from bench.formatting import format_ms
 from bench.jobspec import ConfigError, JobSpec, default_threads, job_key, repeat_key
 from bench.lease import Lease, claim, holds, other_workers_here
-from bench.formatting import format_ms
 from bench.measure.latency import TimingConfig
 from bench.paths import inside
 from bench.progress import child_ticks
