@@ -40,7 +40,10 @@ GRID_COLUMNS = ("model", "dataset", "model_kwargs", "device", "height", "width",
                 "channels_last", "backend", "threads", "mode", "scenario")
 CONFIDENCE = 0.95
 ALPHA = 0.05              # the Mann-Whitney p-value below which a difference counts
-TOLERANCE = 0.02          # ratios inside 1 ± this are no change worth reporting
+# Ratios inside 1 ± this are no change worth reporting. Not smaller: the bootstrap treats one run's
+# calls as a sample, but between two runs of the same job on an idle 2-core machine the median moved
+# by up to 10% (benchmarks/latency_agreement.py, README), so a narrower band calls drift a change.
+TOLERANCE = 0.10
 N_RESAMPLES = 2000
 SEED = 0
 MIN_CALLS = 5             # fewer raw times than this on a side: no interval, no test

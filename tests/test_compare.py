@@ -88,11 +88,12 @@ def test_ratio_test_and_verdict_alone():
     assert ratio_test(base, [t * 1.5 for t in base]) == test  # a fixed seed: the same interval every time
     assert ratio_test(base[:4], base) is None
     assert verdict(None, raw_times=False) == NO_RAW
-    assert verdict(RatioTest(1.05, 1.01, 1.09, 0.001, 60, 60)) == NOISE  # reaches inside 1 + 0.02
+    assert verdict(RatioTest(1.05, 1.01, 1.09, 0.001, 60, 60), tolerance=0.02) == NOISE  # reaches inside 1.02
     assert verdict(RatioTest(1.05, 1.01, 1.09, 0.001, 60, 60), tolerance=0.005) == SLOWER
-    assert verdict(RatioTest(1.05, 1.03, 1.09, 0.2, 60, 60)) == NOISE    # not significant
-    assert verdict(RatioTest(1.05, 1.03, 1.09, 0.01, 60, 60)) == SLOWER
-    assert verdict(RatioTest(0.9, 0.85, 0.97, 0.01, 60, 60)) == FASTER
+    assert verdict(RatioTest(1.05, 1.03, 1.07, 0.001, 60, 60)) == NOISE  # the default band: run-to-run drift
+    assert verdict(RatioTest(1.25, 1.15, 1.35, 0.2, 60, 60)) == NOISE    # not significant
+    assert verdict(RatioTest(1.25, 1.15, 1.35, 0.01, 60, 60)) == SLOWER
+    assert verdict(RatioTest(0.8, 0.75, 0.87, 0.01, 60, 60)) == FASTER
 
 
 def test_pairing_ignores_job_key_and_keeps_the_newest_ok_row():
