@@ -340,6 +340,20 @@ class Side:
         return str(self.directory) + (f" ({', '.join(map(str, self.filters))})" if self.filters else "")
 
 
+def machine_line(pairs: Sequence[tuple[ResultRow, ResultRow]]) -> str:
+    """The machine's own ceilings (matmul peak, memory bandwidth) NEW/OLD over the paired rows: a
+    machine that got faster or slower between the runs moves every ratio with it, whatever the code
+    did ('' when the rows hold no ceilings)."""
+    parts = []
+    for name, column in (("matmul peak", "peak_flops_per_s"), ("memory bandwidth", "memory_bandwidth_bytes_per_s")):
+        ratios = [getattr(new, column) / getattr(old, column) for old, new in pairs
+                  if getattr(old, column) and getattr(new, column)]
+        if ratios:
+            parts.append(f"{name} {float(np.median(ratios)):.2f}")
+    return ("the machine itself, NEW/OLD: " + ", ".join(parts) + " (ratios of that size may be the machine, "
+            "not the change)") if parts else ""
+
+
 def summary_lines(old: Side, new: Side, pairing: Pairing, frame: pd.DataFrame, tolerance: float,
                   listed: int = 10) -> list[str]:
     """The lines above and below the table (plain text; the Markdown writer escapes them)."""
@@ -348,6 +362,7 @@ def summary_lines(old: Side, new: Side, pairing: Pairing, frame: pd.DataFrame, t
              f"{len(pairing.pairs)} configuration{'' if len(pairing.pairs) == 1 else 's'} in both: " + ", ".join(
                  f"{int(counts.get(v, 0))} {v}" for v in VERDICT_ORDER if counts.get(v, 0)),
              f"only in OLD: {len(pairing.only_old)}, only in NEW: {len(pairing.only_new)}",
+             machine_line(pairing.pairs) or "the machine itself: no ceilings in the rows (measure.peak_flops=false)",
              f"verdict: NEW/OLD of the median latency; slower/faster when its {CONFIDENCE:.0%} bootstrap "
              f"interval lies outside 1 ± {tolerance:g} and the Mann-Whitney p < {ALPHA:g}; 'load': a side "
              "measured while other processes took over 10% of the CPU time (may explain a slowdown)"]
@@ -452,12 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     frame = comparison_frame(pairing.pairs, tolerance=args.tolerance, seed=args.seed, n_resamples=args.resamples)
     shown, constant = display_table(frame) if not frame.empty else (pd.DataFrame(), {})
     lines = summary_lines(old, new, pairing, frame, args.tolerance)
-    print("\n".join(_printable(line) for line in lines[:4]))
+    print("\n".join(_printable(line) for line in lines[:5]))
     if constant:
         print("every line: " + _printable(", ".join(f"{k} {v}" for k, v in constant.items())))
     if not shown.empty:
         print(shown.map(_printable).to_string(index=False))
-    print("\n".join(_printable(line) for line in lines[4:]))
+    print("\n".join(_printable(line) for line in lines[5:]))
     for path in write_outputs(frame, shown, constant, lines, args.out):
         print(path)
     return 1 if args.fail_on_regression and any_regression(frame) else 0

@@ -150,3 +150,13 @@ def test_user_strings_are_escaped_in_markdown_and_neutralised_in_csv(tmp_path):
     assert "| &lt;b&gt;x&lt;/b&gt;\\|y |" in markdown and "<b>" not in markdown
     csv_text = (new / "compare" / "compare.csv").read_text()
     assert "\"'=HYPERLINK(1)\"" in csv_text and "\"=HYPERLINK" not in csv_text
+
+
+def test_the_machines_own_ceilings_are_set_beside_the_verdicts():
+    old = [timed("a", times(1), peak_flops_per_s=100e9, memory_bandwidth_bytes_per_s=50e9),
+           timed("b", times(2), peak_flops_per_s=100e9, memory_bandwidth_bytes_per_s=50e9)]
+    new = [timed("a", times(3), peak_flops_per_s=110e9, memory_bandwidth_bytes_per_s=65e9),
+           timed("b", times(4), peak_flops_per_s=110e9, memory_bandwidth_bytes_per_s=65e9)]
+    line = compare.machine_line(list(zip(old, new)))
+    assert line.startswith("the machine itself, NEW/OLD: matmul peak 1.10, memory bandwidth 1.30")
+    assert compare.machine_line([(timed("a", times(1)), timed("a", times(2)))]) == ""
