@@ -73,12 +73,15 @@ def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resol
             **segmentation_metrics(confmat, info.class_names)}
 
 
-def check_splits(dataset_cfg: Mapping[str, Any], splits: set[str], resolution: tuple[int, int],
-                 cache_dir: str | Path | None = None) -> None:
-    """Check every file of each split (see :mod:`bench.data.check`): bad data (missing, empty or
-    undecodable files, bad labels) fails the job now, all of it in one error, not mid-training or
-    after the training it would score. ``cache_dir`` remembers the files found good."""
-    check_split_files(dataset_cfg, splits, resolution, cache_dir)
+def curve_split(train_cfg: Mapping[str, Any]) -> str:
+    """The split the learning curve scores during training."""
+    return train_cfg.get("curve_split") or "val"
+
+
+def training_splits(train_cfg: Mapping[str, Any], eval_split: str) -> set[str]:
+    """Every split a training job reads: training, its learning curve, and the scored split (what
+    is checked before training, here and for a whole sweep in bench/preflight.py)."""
+    return {"train", curve_split(train_cfg), eval_split}
 
 
 def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
@@ -91,8 +94,9 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
     With ``checkpoint`` nothing is trained and the training fields are None. Training records a
     learning curve on ``train.curve_split`` (bench/curve.py), runs under ``precision`` and
     ``channels_last``, and resumes from ``state_path`` when a killed run left a state there.
-    Before training, every file of the splits it reads is checked (``cache_dir``: see
-    :func:`check_splits`).
+    Before training, every file of the splits it reads is checked (:mod:`bench.data.check`: bad
+    data fails the job now, all of it in one error, not after the training it would score;
+    ``cache_dir`` remembers the files found good).
     """
     batch_size = int(train_cfg.get("batch_size") or DEFAULT_EVAL_BATCH_SIZE)
     if checkpoint is not None:
@@ -101,12 +105,12 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
                    "checkpoint": str(checkpoint)}
         final = None
     else:
-        curve_split = train_cfg.get("curve_split") or "val"
-        check_splits(dataset_cfg, {"train", curve_split, eval_split}, resolution, cache_dir)
+        curve = curve_split(train_cfg)
+        check_split_files(dataset_cfg, training_splits(train_cfg, eval_split), resolution, cache_dir)
         scored: list[dict[str, Any]] = []
 
         def validate(trained_model: nn.Module) -> dict[str, Any]:
-            scored.append(evaluate(trained_model, dataset_cfg, curve_split, resolution, device,
+            scored.append(evaluate(trained_model, dataset_cfg, curve, resolution, device,
                                    batch_size=batch_size, progress=False))
             return scored[-1]
 
@@ -120,7 +124,7 @@ def run_accuracy(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Ma
                    "finetune_steps": result.finetune_steps, "resumed_from_step": result.resumed_from_step,
                    "resumptions": result.resumptions, **result.curve}
         # The curve's last point scored the final weights on the same split: no second pass.
-        final = scored[-1] if curve_split == eval_split and result.curve["test_weights"] == "final" else None
+        final = scored[-1] if curve == eval_split and result.curve["test_weights"] == "final" else None
     metrics = final or evaluate(model, dataset_cfg, eval_split, resolution, device, batch_size=batch_size,
                                 progress=progress)
     return {**metrics, **trained}

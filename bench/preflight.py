@@ -37,9 +37,10 @@ def sweep_overrides(config: DictConfig) -> list[list[str]] | None:
 
 
 def splits_read(job: DictConfig) -> set[str]:
-    """The data splits a job reads: training, its learning curve and the scored split."""
+    """The data splits a job reads: a training job's (bench/evaluate.py), or the scored split."""
     if job.mode == "accuracy":
-        return {"train", job.train.get("curve_split") or "val", job.eval_split}
+        from bench.evaluate import training_splits  # imports torch: only for jobs that train
+        return training_splits(job.train, job.eval_split)
     return {job.eval_split} if job.mode == "eval" else set()
 
 

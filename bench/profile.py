@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -56,13 +56,22 @@ def _prepared(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: int
     return model, inputs.contiguous(memory_format=_memory_format(spec))
 
 
+def _eager_forward(model: nn.Module, inputs: torch.Tensor, spec: JobSpec, device: torch.device) -> Callable[[], None]:
+    """One eager inference call at the job's precision: what every eager figure times."""
+    autocast = _autocast(spec, device)  # made once: the timed call only enters it
+
+    def forward() -> None:
+        with torch.inference_mode(), autocast:
+            model(inputs)
+
+    return forward
+
+
 def first_call_ms(model: nn.Module, spec: JobSpec, in_channels: int, device: torch.device) -> float:
     """The cold start's second half: the first forward pass of a freshly built model on the
     job's device (weights moved there, kernels chosen, caches cold), timed on its own."""
     started = time.perf_counter()
-    model, inputs = _prepared(model, spec, spec.batch_size, in_channels, device)
-    with torch.inference_mode(), _autocast(spec, device):
-        model(inputs)
+    _eager_forward(*_prepared(model, spec, spec.batch_size, in_channels, device), spec, device)()
     synchronize(device)
     return (time.perf_counter() - started) * 1e3
 
@@ -71,12 +80,7 @@ def images_per_s(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: 
                  timing: TimingConfig) -> float:
     """Eager inference throughput at ``batch_size`` by the latency loop: a step of the
     throughput scenario's batch search (bench/scenarios.py)."""
-    model, inputs = _prepared(model, spec, batch_size, in_channels, device)
-
-    def forward() -> None:
-        with torch.inference_mode(), _autocast(spec, device):
-            model(inputs)
-
+    forward = _eager_forward(*_prepared(model, spec, batch_size, in_channels, device), spec, device)
     return batch_size / (measure_latency(forward, device, timing).median_ms / 1e3)
 
 
@@ -135,9 +139,8 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     """
     memory_format = _memory_format(spec)
     model, inputs = _prepared(model, spec, batch_size, in_channels, device)
-    autocast = _autocast(spec, device)
 
-    with autocast, recording_kept(model) as kept:
+    with _autocast(spec, device), recording_kept(model) as kept:
         flops, logits = forward_flops(model, inputs)
     decoder = storage_fields(model, kept)
     expected = (batch_size, num_classes, spec.height, spec.width)
@@ -164,9 +167,7 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
             "memory_counter": memory.counter,
         })
 
-        def forward() -> None:
-            with torch.inference_mode(), autocast:
-                model(inputs)
+        forward = _eager_forward(model, inputs, spec, device)
     else:
         deployment = deploy(model, spec, inputs, device, cache_dir)
         check = parity(logits, deployment.run())

@@ -44,9 +44,9 @@ def _latency(row) -> str:
     return f"{row.latency_ms_median:.2f} (IQR {row.latency_ms_iqr:.2f})"
 
 
-def _flag(value) -> bool:
-    """A boolean column read back from the row table (None/NaN: not known, so not flagged)."""
-    return value is True or value == 1.0
+def _is(value, expected: bool) -> bool:
+    """A boolean column read back from the row table is ``expected`` (None/NaN: not known, never)."""
+    return not pd.isna(value) and bool(value) is expected
 
 
 def latency_cell(ok: pd.DataFrame, prefix: str = "") -> str:
@@ -61,9 +61,9 @@ def latency_cell(ok: pd.DataFrame, prefix: str = "") -> str:
         return ""
     text = format_ms(median) + (f" [{format_ms(low)}, {format_ms(high)}]" if not pd.isna(low) else "")
     text += f" n={row.get(f'{prefix}latency_iters'):.0f}"
-    if row.get(f"{prefix}latency_precision_reached") is False or row.get(f"{prefix}latency_precision_reached") == 0.0:
+    if _is(row.get(f"{prefix}latency_precision_reached"), False):
         text += f" short of ±{row.get(f'{prefix}latency_target_rel_ci'):.0%}"
-    if _flag(row.get("contention_busy")):
+    if _is(row.get("contention_busy"), True):
         text += " UNDER LOAD"
     return text
 
