@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 GPU_STAMP := $(VENV)/.installed-gpu
 ARGS ?=
+REPORT_ARGS ?=
 
 .PHONY: setup bench report test test-all microbench gpu-check clean
 
@@ -25,11 +26,12 @@ bench: setup
 	$(PY) -m bench sweep=adversarial $(ARGS) || status=1; \
 	$(PY) -m bench sweep=resolutions $(ARGS) || status=1; \
 	$(PY) -m bench sweep=backends $(ARGS) || status=1; \
-	$(PY) -m bench.report || status=1; \
+	$(PY) -m bench.report $(REPORT_ARGS) || status=1; \
 	exit $$status
 
+# Budgets for the report's picks: make report REPORT_ARGS="report.latency_budget_ms=50"
 report: setup
-	$(PY) -m bench.report
+	$(PY) -m bench.report $(REPORT_ARGS)
 
 test: setup
 	$(PY) -m pytest -q --benchmark-disable -m "not slow"

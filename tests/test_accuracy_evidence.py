@@ -41,7 +41,7 @@ def test_spread_is_the_t_interval_of_the_mean():
     assert (summary.mean, summary.n) == (pytest.approx(0.42), 3)
     assert summary.std == pytest.approx(0.02)
     assert summary.high - summary.mean == pytest.approx(4.3027 * 0.02 / math.sqrt(3), rel=1e-4)
-    assert spread([0.5]).text(100) == "50.0 (n=1, no interval)"
+    assert spread([0.5]).text(100) == "50.0 (one run)"
 
 
 def test_a_margin_far_outside_the_noise_holds(tmp_path):
@@ -71,7 +71,7 @@ def test_a_still_rising_curve_or_few_steps_is_inconclusive_with_the_reason(tmp_p
     rows += [accuracy_row("fcn8s", s, 0.40, steps=3) for s in range(3)]
     test = claim_result(tmp_path, rows)
     assert test.verdict == INCONCLUSIVE
-    assert "dilated_frontend still improving: +6.0 points in the last quarter" in test.text
+    assert "dilated_frontend: still improving: +6.0 points in the last quarter" in test.text
     assert "fcn8s: 3 training steps (needs 100)" in test.text
 
 

@@ -10,7 +10,10 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from bench.report import html
+from bench.report.answer import Answer, answer_html, answer_markdown, answers
+from bench.report.config import ReportConfig
 from bench.report.contenders import COUNTING_NOTE, contenders_table
+from bench.report.evidence import EvidenceBar
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.neutral import csv_safe, markdown_text
@@ -19,7 +22,7 @@ from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
     load_published, miou_table, params_table, table6)
 from bench.report.tables import (
-    accuracy_heading, accuracy_table, environment_table, failures_table, headline_table, jobs_table, to_markdown)
+    Headline, accuracy_heading, accuracy_table, environment_table, failures_table, headline, jobs_table, to_markdown)
 
 REPORT_DIR = "report"
 
@@ -54,9 +57,15 @@ PUBLISHED_TABLES = ("Parameters", "mIoU", "SegNet Table 6", "Decoder storage",
                     "FC-DenseNet memory-efficient mode", CONTENDERS_TITLE)
 
 
-def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], out_dir: Path,
-                   notes: dict[str, str], accuracy_heading: str = "Accuracy") -> list[Path]:
-    """headline.md, deployment.md, accuracy.md, failures.md and published.md (published vs measured, claims).
+def headline_markdown(table: Headline) -> str:
+    groups = "\n".join(f"## {markdown_text(title)}\n\n{to_markdown(lines)}" for title, lines in table.groups)
+    return f"# Headline\n\n{markdown_text(table.caption)}\n\n{groups}"
+
+
+def write_markdown(tables: dict[str, pd.DataFrame], top: Headline, picks: list[Answer], claims: list[ClaimResult],
+                   out_dir: Path, notes: dict[str, str], accuracy_heading: str = "Accuracy") -> list[Path]:
+    """answer.md (which model), headline.md, deployment.md, accuracy.md, failures.md and
+    published.md (published vs measured, claims).
 
     ``notes``: the paragraph shown below a published table, by its title.
     """
@@ -64,7 +73,8 @@ def write_markdown(tables: dict[str, pd.DataFrame], claims: list[ClaimResult], o
                           + (f"\n{markdown_text(notes[title])}\n" if title in notes else "")
                           for title in PUBLISHED_TABLES)
     texts = {
-        "headline.md": f"# Headline\n\n{to_markdown(tables['Headline'])}",
+        "answer.md": answer_markdown(picks),
+        "headline.md": headline_markdown(top),
         "deployment.md": f"# Best deployment\n\n{to_markdown(tables['Best deployment'])}",
         "accuracy.md": f"# {markdown_text(accuracy_heading)}\n\n{to_markdown(tables['Accuracy'])}",
         "failures.md": f"# Failures\n\n{to_markdown(tables['Failures'])}",
@@ -82,20 +92,25 @@ def _counts_html(everything: pd.DataFrame, current: pd.DataFrame) -> str:
             f"and {history} history rows from earlier runs of the same jobs.</p>")
 
 
-def report_body(everything, current, unreadable, tables, claims, figures, notes, table_notes) -> str:
+def headline_html(table: Headline) -> str:
+    return (f"<p>{html.esc(table.caption)}.</p>" if table.caption else "") + "".join(
+        f"<h3>{html.esc(title)}</h3>" + html.table_html(lines) for title, lines in table.groups)
+
+
+def report_body(everything, current, unreadable, tables, top, picks, config, claims, figures, notes,
+                table_notes) -> str:
     """The HTML page's sections, in reading order; ``table_notes`` as for ``write_markdown``."""
     sections = [
-        _counts_html(everything, current) + html.unreadable_notice(unreadable),
-        "<h2>Headline</h2><p>One line per configuration (model, data set, device, resolution, batch, "
-        "precision and layout, backend, threads): its jobs' values folded into "
-        "<i>mean [95% t interval of the mean] n=jobs</i> (a single job: its value); latency folds each "
-        "job's median. A single job's latency is its median per batch with the median's "
-        "distribution-free 95% interval and the number of timed calls, <i>median [low, high] n=calls</i>; "
-        "<i>short of ±3%</i> marks a loop that stopped at <code>measure.max_run_time</code> before its "
-        "interval was within <code>measure.rel_ci</code> of the median, and <i>UNDER LOAD</i> a job "
-        "timed while other processes took more than 10% of the machine's CPU time: read neither as a "
-        "ranking. Throughput in images per second. Every job is in <a href=\"#all-jobs\">All "
-        "jobs</a> below.</p>" + html.table_html(tables["Headline"]),
+        html.unreadable_notice(unreadable),
+        "<h2>Which model?</h2>" + answer_html(picks, config),
+        "<h2>Headline</h2><p>One line per configuration, fastest first within each device and "
+        "resolution. Latency per batch: one job's median with the median's distribution-free 95% "
+        "interval and the number of timed calls, <i>median [low, high] n=calls</i>; several jobs "
+        "(repeats): the mean of their medians with its 95% t interval and <i>n=jobs</i>. <i>short of "
+        "±3%</i>: the loop stopped at <code>measure.max_run_time</code> before its interval was "
+        "within <code>measure.rel_ci</code>; <i>UNDER LOAD</i>: other processes took over 10% of "
+        "the CPU while it was timed: read neither as a ranking. Three significant figures. Every job "
+        "is in <a href=\"#all-jobs\">All jobs</a>.</p>" + headline_html(top),
         "<h2>Best deployment</h2><p>Per model, device, resolution and batch measured on more than "
         "one backend, precision or layout: the fastest whose logits passed the parity check "
         "against eager (argmax agreement at least <code>parity.min_argmax_agreement</code>), and "
@@ -107,8 +122,9 @@ def report_body(everything, current, unreadable, tables, claims, figures, notes,
         "the steps it gave; the best validation point of each seed and the training time to the "
         "target mIoU (<code>train.target_miou</code>).</p>" + html.table_html(tables["Accuracy"]),
         "<h2>Failures</h2>" + html.interactive_table_html(tables["Failures"]),
-        "<h2 id=\"all-jobs\">All jobs</h2><p>The newest row of every job; sort by any column, "
-        "filter with the search box.</p>" + html.interactive_table_html(tables["All jobs"]),
+        "<h2 id=\"all-jobs\">All jobs</h2>" + _counts_html(everything, current)
+        + "<p>The newest row of every job; sort by any column, filter with the search box.</p>"
+        + html.interactive_table_html(tables["All jobs"]),
         "<h2>Published vs measured</h2><h3>Parameters</h3>" + html.table_html(tables["Parameters"])
         + "<h3>mIoU</h3>" + html.table_html(tables["mIoU"])
         + "<h3>SegNet Table 6 (Caffe, GPU)</h3>" + html.table_html(tables["SegNet Table 6"])
@@ -127,7 +143,7 @@ def report_body(everything, current, unreadable, tables, claims, figures, notes,
     return "\n".join(sections)
 
 
-def write_outputs(results_dir: str | Path) -> list[Path]:
+def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()) -> list[Path]:
     """Write every report file for the rows under ``results_dir``; index.html comes last."""
     results_dir = Path(results_dir)
     out_dir = results_dir / REPORT_DIR
@@ -143,11 +159,12 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
         return [*written, index]
 
     published = load_published()
+    bar = EvidenceBar.from_published(published)
+    top, picks = headline(current, bar), answers(current, published, config)
     tables = {
-        "Headline": headline_table(current),
         "All jobs": jobs_table(current),
         "Best deployment": best_deployment_table(current),
-        "Accuracy": accuracy_table(current),
+        "Accuracy": accuracy_table(current, bar),
         "Failures": failures_table(current),
         "Parameters": params_table(current, published),
         "mIoU": miou_table(current, published),
@@ -158,14 +175,15 @@ def write_outputs(results_dir: str | Path) -> list[Path]:
     }
     table_notes = {"Decoder storage": int64_note(current, published), CONTENDERS_TITLE: COUNTING_NOTE}
     claims = evaluate_claims(current, published)
-    written += write_markdown(tables, claims, out_dir, table_notes, accuracy_heading(current))
+    written += write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
     figures, notes = write_plots(current, out_dir, results_dir / "cache")
     written += [path for path, _ in figures]
-    body = report_body(everything, current, unreadable, tables, claims, figures, notes, table_notes)
+    body = report_body(everything, current, unreadable, tables, top, picks, config, claims, figures, notes,
+                       table_notes)
     index.write_text(html.page("segbench report", html.interactive_assets() + body))
     return [*written, index]
 
 
-def write_report(results_dir: str | Path) -> Path:
+def write_report(results_dir: str | Path, config: ReportConfig = ReportConfig()) -> Path:
     """Regenerate the summaries, tables, plots and ``report/index.html``; returns index.html."""
-    return write_outputs(results_dir)[-1]
+    return write_outputs(results_dir, config)[-1]

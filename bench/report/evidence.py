@@ -48,23 +48,27 @@ def _curve(value) -> list[dict]:
     return list(value) if isinstance(value, list) else []
 
 
-def shortfalls(model: str, runs: pd.DataFrame, bar: EvidenceBar) -> list[str]:
-    """Why ``model``'s paired runs in one setting fall short of the bar; [] when they meet it."""
-    reasons = []
+def evidence_gaps(runs: pd.DataFrame, bar: EvidenceBar) -> list[str]:
+    """Why one model's runs (one per seed) fall short of the bar, in words; [] when they meet it."""
+    gaps = []
     if len(runs) < bar.min_seeds:
-        reasons.append(f"{model}: {len(runs)} seed{'s' if len(runs) != 1 else ''} "
-                       f"(needs {bar.min_seeds})")
+        gaps.append(f"{len(runs)} seed{'s' if len(runs) != 1 else ''} (needs {bar.min_seeds})")
     steps = runs["train_steps"].dropna()
     if steps.empty or steps.min() < bar.min_train_steps:
         fewest = "no recorded" if steps.empty else f"{steps.min():.0f}"
-        reasons.append(f"{model}: {fewest} training steps (needs {bar.min_train_steps})")
+        gaps.append(f"{fewest} training steps (needs {bar.min_train_steps})")
     gains = [last_quarter_gain(_curve(c)) for c in runs["learning_curve"]]
     if any(g is None for g in gains):
-        reasons.append(f"{model}: no learning curve to show it has flattened")
+        gaps.append("no learning curve to show it has flattened")
     elif max(gains) * PERCENT >= bar.plateau_points:
-        reasons.append(f"{model} still improving: {max(gains) * PERCENT:+.1f} points in the last "
-                       f"quarter (needs under {bar.plateau_points:g})")
-    return reasons
+        gaps.append(f"still improving: {max(gains) * PERCENT:+.1f} points in the last quarter "
+                    f"(needs under {bar.plateau_points:g})")
+    return gaps
+
+
+def shortfalls(model: str, runs: pd.DataFrame, bar: EvidenceBar) -> list[str]:
+    """``evidence_gaps`` of ``model``'s paired runs in one setting, each naming the model."""
+    return [f"{model}: {gap}" for gap in evidence_gaps(runs, bar)]
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ class Spread:
     high: float
 
     def text(self, scale: float = 1.0, digits: int = 1) -> str:
-        """E.g. "41.3 ± 1.2 (95% CI 38.4 to 44.2, n=3)" or "41.3 (n=1, no interval)"."""
+        """E.g. "41.3 ± 1.2 (95% CI 38.4 to 44.2, n=3)" or "41.3 (one run)"."""
         mean = f"{self.mean * scale:.{digits}f}"
         if self.n < 2:
-            return f"{mean} (n={self.n}, no interval)"
+            return f"{mean} (one run)"
         return (f"{mean} ± {self.std * scale:.{digits}f} ({CONFIDENCE:.0%} CI {self.low * scale:.{digits}f} "
                 f"to {self.high * scale:.{digits}f}, n={self.n})")
 

@@ -8,7 +8,10 @@ import math
 
 import pandas as pd
 
-from bench.formatting import format_ms
+from dataclasses import dataclass
+
+from bench.formatting import format_ms, significant
+from bench.report.evidence import EvidenceBar, evidence_gaps
 from bench.report.neutral import markdown_text
 from bench.report.repeats import repeat_groups, spread, spread_text, train_limits
 
@@ -54,7 +57,7 @@ def latency_cell(ok: pd.DataFrame, prefix: str = "") -> str:
     short of its precision or the machine was busy. Several jobs (repeats): their medians
     folded into a mean with its t interval."""
     if len(ok) != 1:
-        return _fold(ok[f"{prefix}latency_ms_median"], 2)
+        return _fold(ok[f"{prefix}latency_ms_median"])
     row = ok.iloc[0]
     median, low, high = (row.get(f"{prefix}latency_ms_{name}") for name in ("median", "ci_low", "ci_high"))
     if pd.isna(median):
@@ -97,47 +100,109 @@ CONFIGURATION = ["model", "dataset", "device", "resolution", "batch_size", "prec
                  "backend", "threads"]
 
 
-def _fold(values: pd.Series, digits: int = 1, scale: float = 1.0) -> str:
-    """"mean [95% CI low, high] n=N" of the non-missing values (compact, for a wide table); the
+def _fold(values: pd.Series, scale: float = 1.0) -> str:
+    """"mean [95% CI low, high] n=N" of the non-missing values, three significant figures; the
     value alone for one."""
     values = values.dropna()
     if values.empty:
         return ""
     if len(values) == 1:
-        return f"{values.iloc[0] * scale:.{digits}f}"
+        return significant(values.iloc[0] * scale)
     folded = spread(values)
-    return (f"{folded.mean * scale:.{digits}f} [{folded.low * scale:.{digits}f}, "
-            f"{folded.high * scale:.{digits}f}] n={folded.n}")
+    return (f"{significant(folded.mean * scale)} [{significant(folded.low * scale)}, "
+            f"{significant(folded.high * scale)}] n={folded.n}")
 
 
-def headline_table(current: pd.DataFrame) -> pd.DataFrame:
+def memory_method(counter: str) -> str:
+    """A short name for a row's ``memory_counter``: the two methods never share a column unnamed."""
+    if not isinstance(counter, str) or not counter or counter.startswith("not measured"):
+        return "not measured"
+    return "resident-set growth" if "resident set" in counter else "allocator"
+
+
+def accuracy_caveat(runs: pd.DataFrame, bar: EvidenceBar) -> str:
+    """'' when one configuration's accuracy runs (one per seed) meet the evidence bar; else the
+    warning a reader must not miss: what training they had and where they fall short."""
+    runs = runs[runs["miou"].notna()]
+    if runs.empty:
+        return ""
+    runs = runs.sort_values("finished_at").drop_duplicates("seed", keep="last")
+    gaps = evidence_gaps(runs, bar)
+    if not gaps:
+        return ""
+    budget = runs["train_budget"].dropna()
+    trained = f"{budget.iloc[0]} of training on " if not budget.empty and budget.iloc[0] else "trained on "
+    return f"⚠ not decision-grade ({trained}{runs['dataset'].iloc[0]}): {', '.join(gaps)}"
+
+
+def _name_memory_method(table: pd.DataFrame) -> pd.DataFrame:
+    """One memory method: named in the column's header; several: beside each value."""
+    measured = table["peak MiB"] != ""
+    methods = table.loc[measured, "_method"].unique()
+    if len(methods) == 1:
+        return table.rename(columns={"peak MiB": f"peak MiB ({methods[0]})"})
+    table.loc[measured, "peak MiB"] += " (" + table.loc[measured, "_method"] + ")"
+    return table.rename(columns={"peak MiB": "peak MiB (method)"})
+
+
+@dataclass
+class Headline:
+    caption: str                              # the columns whose value is the same in every line
+    groups: list[tuple[str, pd.DataFrame]]    # (device and resolution, its lines by latency)
+
+
+#: Headline columns that may move to the caption when every line shares their value.
+CAPTIONABLE = ["dataset", "device", "resolution", "batch", "precision", "backend", "threads", "failed"]
+
+
+def headline(current: pd.DataFrame, bar: EvidenceBar = EvidenceBar()) -> Headline:
     """One line per configuration (``CONFIGURATION``): its ok rows folded into the mean with the
-    95% t interval and n (latency: of each job's median), and how many of its jobs failed.
-    Readable at any number of rows."""
+    95% t interval and n (latency: of each job's median), a caveat beside an accuracy short of the
+    evidence bar, and its failed jobs. Grouped by device and resolution, each group fastest first;
+    the columns constant over every line are said once, in the caption."""
     records = []
     keyed = _sorted(current).fillna({"channels_last": False, "threads": -1})
     for key, mine in keyed.groupby(CONFIGURATION, sort=False, dropna=False):
         ok = mine[mine["status"] == "ok"]
         config = dict(zip(CONFIGURATION, key))
         failed = mine.loc[mine["status"] != "ok", "status"].value_counts()
+        methods = sorted({memory_method(c) for c in ok["memory_counter"].dropna()}) or ["not measured"]
+        caveat = accuracy_caveat(ok, bar)
         records.append({
             "model": config["model"], "dataset": config["dataset"], "device": config["device"],
             "resolution": config["resolution"], "batch": fmt(config["batch_size"], "{:.0f}"),
             "precision": config["precision"] + (" channels_last" if config["channels_last"] else ""),
             "backend": config["backend"],
             "threads": "" if config["threads"] == -1 else fmt(config["threads"], "{:.0f}"),
-            "jobs ok": f"{len(ok)} of {len(mine)}",
-            "params (M)": fmt(ok["params_m"].median()),
-            "GFLOP/img": fmt(ok["gflops_per_image"].median(), "{:.1f}"),
-            "latency/batch ms": latency_cell(ok),
+            "latency/batch ms, median [95% CI] n": latency_cell(ok),
             "throughput img/s": _fold(ok["throughput_ips"]),
-            "peak MiB": _fold(ok["peak_memory_mib"], 0),
+            "peak MiB": _fold(ok["peak_memory_mib"]),
+            "_method": ", ".join(methods),
+            "params (M)": significant(ok["params_m"].median()),
+            "GFLOP/img": significant(ok["gflops_per_image"].median()),
             "train step ms": latency_cell(ok, "train_"),
-            "train peak MiB": _fold(ok["train_peak_memory_mib"], 0),
-            "mIoU (%)": _fold(ok["miou"], 1, scale=100),
+            "train peak MiB": _fold(ok["train_peak_memory_mib"]),
+            "mIoU (%)": " ".join(x for x in (_fold(ok["miou"], scale=100), caveat) if x),
+            "jobs ok": f"{len(ok)} of {len(mine)}",
             "failed": ", ".join(f"{n} {status}" for status, n in failed.items()),
+            "_latency": ok["latency_ms_median"].median(),
+            "_pixels": mine["pixels"].iloc[0],
         })
-    return pd.DataFrame.from_records(records)
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        return Headline("", [])
+    table = _name_memory_method(table)
+    constant = [c for c in CAPTIONABLE if table[c].nunique(dropna=False) == 1]
+    caption = "; ".join(f"{c} {table[c].iloc[0]}" for c in constant if table[c].iloc[0] != "")
+    empty = [c for c in table.columns if (table[c] == "").all()]
+    groups = []
+    table = table.sort_values(["device", "_pixels", "_latency", "model"], ascending=[True, False, True, True],
+                              kind="stable", na_position="last")
+    for (device, resolution), lines in table.groupby(["device", "resolution"], sort=False):
+        hidden = dict.fromkeys([*constant, *empty, "device", "resolution", "_latency", "_pixels", "_method"])
+        shown = lines.drop(columns=list(hidden))
+        groups.append((f"{device}, {resolution}", shown.reset_index(drop=True)))
+    return Headline(caption, groups)
 
 
 def _time_to_target(mine: pd.DataFrame) -> str:
@@ -157,10 +222,12 @@ LISTED_SEEDS = 5
 
 
 def _seed_list(seeds: pd.Series) -> str:
+    """E.g. "1 (seed 0)", "3 (seeds 0, 1, 2)", "12 (seeds 0 to 11)"."""
     seeds = sorted(int(s) for s in seeds.dropna())
-    if len(seeds) <= LISTED_SEEDS:
-        return ", ".join(map(str, seeds))
-    return f"{len(seeds)} seeds, {seeds[0]} to {seeds[-1]}"
+    if not seeds:
+        return "not recorded"
+    named = ", ".join(map(str, seeds)) if len(seeds) <= LISTED_SEEDS else f"{seeds[0]} to {seeds[-1]}"
+    return f"{len(seeds)} (seed{'s' if len(seeds) != 1 else ''} {named})"
 
 
 def _best_points(mine: pd.DataFrame) -> str:
@@ -168,12 +235,13 @@ def _best_points(mine: pd.DataFrame) -> str:
     best = mine[["best_val_miou", "best_val_seconds"]].dropna()
     if len(best) <= LISTED_SEEDS:
         return "; ".join(f"{b * 100:.1f} at {t:.1f}" for b, t in best.itertuples(index=False))
-    return f"{_fold(best['best_val_miou'], 1, scale=100)}, at {best['best_val_seconds'].mean():.1f} (mean)"
+    return f"{_fold(best['best_val_miou'], scale=100)}, at {best['best_val_seconds'].mean():.1f} (mean)"
 
 
-def accuracy_table(current: pd.DataFrame) -> pd.DataFrame:
+def accuracy_table(current: pd.DataFrame, bar: EvidenceBar = EvidenceBar()) -> pd.DataFrame:
     """One line per configuration: mIoU and pixel accuracy over its seeds (mean ± std, t interval,
-    n), the training it had, the best validation point and the time to the target mIoU."""
+    n), the caveat where they fall short of the evidence bar, the training they had, the best
+    validation point and the time to the target mIoU."""
     rows = current[(current["status"] == "ok") & current["miou"].notna()]
     if rows.empty:
         return pd.DataFrame()
@@ -186,9 +254,10 @@ def accuracy_table(current: pd.DataFrame) -> pd.DataFrame:
             "scored at": (f"{first['eval_height']:.0f}x{first['eval_width']:.0f}" if pd.notna(first["eval_height"])
                           else "each label map's own size"),
             "training budget": first["train_budget"],
-            "seeds": _seed_list(mine["seed"]),
+            "seeds run": _seed_list(mine["seed"]),
             "training steps (mean)": fmt(mine["train_steps"].mean(), "{:.0f}"),
             "mIoU (%)": spread_text(mine["miou"]),
+            "evidence": accuracy_caveat(mine, bar) or "meets the bar",
             "pixel accuracy (%)": spread_text(mine["pixel_accuracy"]),
             "best val mIoU (%), at s": _best_points(mine),
             "time to target": _time_to_target(mine),
