@@ -24,6 +24,7 @@ from bench.measure.parity import parity
 from bench.measure.peak import BEATS_PEAK, achieved_flops_per_s, cached_peak, peak_fraction
 from bench.measure.size import model_size
 from bench.measure.training import measure_training_step, training_batch
+from bench.updates import is_adversarial
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,39 @@ def _memory_format(spec: JobSpec) -> torch.memory_format:
 
 def _autocast(spec: JobSpec, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=spec.autocast_dtype, enabled=spec.autocast_dtype is not None)
+
+
+def inference_part(model: nn.Module) -> nn.Module:
+    """The module inference runs: an adversarial model's (models/adversarial.py) ``segmentor``, whose
+    ``adversary`` only judges label maps during training; any other model whole. Size, FLOPs,
+    decoder storage, forward memory, latency, backends and energy measure this part; the
+    training step trains the whole model."""
+    if hasattr(model, "segmentor") and hasattr(model, "adversary"):
+        return model.segmentor
+    return model
+
+
+def adversary_fields(model: nn.Module) -> dict[str, Any]:
+    """Size of an adversarial model's adversary, recorded beside the segmentor's; {} for others."""
+    if inference_part(model) is model:
+        return {}
+    size = model_size(model.adversary)
+    return {"adversary_params_total": size.params_total, "adversary_size_mib": size.size_mib}
+
+
+def training_step_covers(model: nn.Module, train_cfg: Mapping[str, Any]) -> str:
+    """What the training-step figures (``measure_training_step``) cover, in words."""
+    if not is_adversarial(model, train_cfg):
+        return ("the whole model: forward, pixel-wise cross-entropy, backward, optimizer step; "
+                "saved for backward: its forward pass and loss")
+    adversarial = train_cfg["adversarial"]
+    steps = int(adversarial.get("adversary_steps", 1))
+    return (f"Luc et al.'s alternating step (bench/updates.py AdversarialStep): the segmentor's forward, "
+            f"{steps} adversary update{'s' if steps != 1 else ''} (binary cross-entropy on ground truth "
+            f"and prediction), then the segmentor's update (cross-entropy + "
+            f"{float(adversarial['lambda_adv']):g} x the adversary's binary cross-entropy); weights, "
+            "gradients and optimizer state of segmentor and adversary; saved for backward: the "
+            "segmentor's forward pass and cross-entropy only")
 
 
 def _prepared(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: int,
@@ -71,7 +105,7 @@ def first_call_ms(model: nn.Module, spec: JobSpec, in_channels: int, device: tor
     """The cold start's second half: the first forward pass of a freshly built model on the
     job's device (weights moved there, kernels chosen, caches cold), timed on its own."""
     started = time.perf_counter()
-    _eager_forward(*_prepared(model, spec, spec.batch_size, in_channels, device), spec, device)()
+    _eager_forward(*_prepared(inference_part(model), spec, spec.batch_size, in_channels, device), spec, device)()
     synchronize(device)
     return (time.perf_counter() - started) * 1e3
 
@@ -80,7 +114,7 @@ def images_per_s(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: 
                  timing: TimingConfig) -> float:
     """Eager inference throughput at ``batch_size`` by the latency loop: a step of the
     throughput scenario's batch search (bench/scenarios.py)."""
-    forward = _eager_forward(*_prepared(model, spec, batch_size, in_channels, device), spec, device)
+    forward = _eager_forward(*_prepared(inference_part(model), spec, batch_size, in_channels, device), spec, device)
     return batch_size / (measure_latency(forward, device, timing).median_ms / 1e3)
 
 
@@ -136,9 +170,16 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     too, in eager rows, at the job's precision (``JobSpec.training_precision``) and memory layout.
     Other processes' use of the machine is recorded over the timed windows (``contention_*``), and
     ``windows`` decides whether to wait for an idle machine first and to measure energy.
+
+    Every inference figure is of ``inference_part(model)`` (an adversarial model's segmentor,
+    its adversary on the CPU meanwhile, so no device memory reading holds it); the adversary's
+    size is recorded apart (``adversary_fields``) and the training step trains the whole model.
     """
     memory_format = _memory_format(spec)
-    model, inputs = _prepared(model, spec, batch_size, in_channels, device)
+    whole = model
+    if inference_part(whole) is not whole:
+        whole.cpu()   # the parts inference never runs stay off the device until the training step
+    model, inputs = _prepared(inference_part(whole), spec, batch_size, in_channels, device)
 
     with _autocast(spec, device), recording_kept(model) as kept:
         flops, logits = forward_flops(model, inputs)
@@ -155,6 +196,7 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
         "flops_per_image": flops / batch_size,
         "batch_size_used": batch_size,
         **decoder,
+        **adversary_fields(whole),
     }
 
     if spec.backend == "eager":
@@ -191,9 +233,11 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
             batch = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes,
                                    ignore_index, device)
             batch = (batch[0].contiguous(memory_format=memory_format), batch[1])
-            fields.update(measure_training_step(model, train_cfg, batch, num_classes, ignore_index,
+            whole.to(device=device, memory_format=memory_format)   # the adversary trains too
+            fields.update(measure_training_step(whole, train_cfg, batch, num_classes, ignore_index,
                                                 device, timing, precision=spec.training_precision(device),
                                                 progress=progress))
+            fields["train_step_covers"] = training_step_covers(whole, train_cfg)
     fields.update({**latency.fields(), "throughput_ips": batch_size / (latency.median_ms / 1e3),
                    "timer": latency.timer, **watch.record.to_row(), **_gpu_fields(device)})
     if windows.energy:

@@ -14,7 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 3  # 3: latency intervals, raw times, contention, energy, cold start
+SCHEMA_VERSION = 4  # 3: latency intervals, raw times, contention, energy, cold start; 4: adversarial
+                    # rows measure inference on the segmentor alone (adversary_*, train_step_covers)
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
@@ -79,9 +80,16 @@ class ResultRow:
     repeat_key: str = ""               # the job key without the seed: rows sharing it are repeats
 
     # --- size and compute -------------------------------------------------------------------
+    # Size, FLOPs, decoder storage, memory, latency and energy are of the module inference runs
+    # (bench/profile.py inference_part): an adversarial model's segmentor alone from version 4 on
+    # (earlier adversarial rows counted the adversary in size and memory too).
     params_total: int | None = None
     params_trainable: int | None = None
     model_size_mib: float | None = None  # parameters + buffers, 2**20 bytes
+    # An adversarial model's adversary (models/adversarial.py), which only training runs: counted
+    # here, apart from the figures above; None for every other model.
+    adversary_params_total: int | None = None
+    adversary_size_mib: float | None = None  # parameters + buffers, 2**20 bytes
     flops_per_image: float | None = None
     flop_counter: str = FLOP_COUNTER
     flop_unit: str = FLOP_UNIT
@@ -198,6 +206,9 @@ class ResultRow:
     train_activation_peak_mib: float | None = None  # peak above weights, gradients and optimizer state
     train_memory_counter: str = ""
     saved_for_backward_mib: float | None = None    # autograd's saved tensors, each storage once
+    # What the step's figures cover, in words: the whole model's supervised step, or for an
+    # adversarial model both networks' alternating updates (saved_for_backward: the segmentor's only).
+    train_step_covers: str = ""
 
     # --- decoder storage (encoder-decoder models; per image) -------------------------------
     decoder_storage_mib: float | None = None        # what the decoder keeps, as PyTorch stores it

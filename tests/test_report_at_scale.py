@@ -12,7 +12,7 @@ import pytest
 
 from bench.report import load_frame, plots, write_report
 from bench.report.frame import consolidated_path, rows_to_frame
-from bench.report.tables import headline_table
+from bench.report.tables import headline
 from bench.store import ResultStore
 from tests.conftest import ROOT
 from tests.test_report import make_row
@@ -30,13 +30,13 @@ def _seeds(model: str, latencies: list[float], mious: list[float]) -> list:
 def test_headline_folds_repeats_into_one_line_with_an_interval():
     rows = _seeds("fcn8s", [10.0, 12.0, 14.0], [0.40, 0.42, 0.44]) + [make_row("segnet", status="oom")]
     frame = rows_to_frame(rows)
-    table = headline_table(frame)
+    [(_, table)] = headline(frame).groups
     assert list(table["model"]) == ["fcn8s", "segnet"]
     fcn = table.iloc[0]
     assert fcn["jobs ok"] == "3 of 3"
-    # mean 12 ± 2, t(0.975, 2) = 4.303: 12 ± 4.97 -> 7.03 to 16.97
-    assert fcn["latency/batch ms"] == "12.00 [7.03, 16.97] n=3"
-    assert fcn["mIoU (%)"] == "42.0 [37.0, 47.0] n=3"
+    # mean 12 ± 2, t(0.975, 2) = 4.303: 12 ± 4.97 -> 7.03 to 16.97, three significant figures
+    assert fcn["latency/batch ms, median [95% CI] n"] == "12 [7.03, 17] n=3"
+    assert fcn["mIoU (%)"].startswith("42 [37, 47] n=3 ⚠ not decision-grade")
     assert table.iloc[1]["jobs ok"] == "0 of 1" and table.iloc[1]["failed"] == "1 oom"
 
 

@@ -99,8 +99,8 @@ def test_where_naming_an_unknown_column_says_what_to_use():
 
 def test_table6_puts_measured_beside_published():
     table = table6(rows_to_frame(table6_rows()), PUBLISHED).set_index("segbench model")
-    assert table.loc["segnet", "inference MB"] == 1052
-    assert table.loc["segnet", "training MB (batch 4)"] == 6803
+    assert table.loc["segnet", "published inference, b1"] == "1052 MB = 1003 MiB"   # MB = 10^6 bytes
+    assert table.loc["segnet", "published training, b4"] == "6803 MB = 6488 MiB"
     assert table.loc["segnet", "measured inference peak, b1"] == "500 MiB (cpu, fp32)"
     assert table.loc["segnet", "measured training peak, b4"] == "3000 MiB (cpu, fp32)"
     assert table.loc["fcn8s", "measured training peak, b4"] == "4500 MiB (cpu, fp32)"

@@ -20,7 +20,7 @@ from bench.report.neutral import csv_safe, markdown_text
 from bench.report.plots import write_plots
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
-    load_published, miou_table, params_table, table6)
+    load_published, miou_table, params_table, table6, table6_note)
 from bench.report.tables import (
     Headline, accuracy_heading, accuracy_table, environment_table, failures_table, headline, jobs_table, to_markdown)
 
@@ -40,14 +40,30 @@ def write_tidy(current: pd.DataFrame, everything: pd.DataFrame, results_dir: Pat
 
 
 def _claims_markdown(results: list[ClaimResult]) -> str:
+    """One bullet per claim (``ClaimResult.line``: verdict, what was tested and what not, the
+    commands that would test the rest), its published figures and evidence as sub-bullets."""
+    def code(text: str) -> str:  # a code span renders its text as is: fenced past any backtick run
+        text = " ".join(str(text).split())
+        runs = "".join(c if c == "`" else " " for c in text).split()
+        fence = "`" * (1 + max((len(run) for run in runs), default=0))
+        pad = " " if text.startswith("`") or text.endswith("`") else ""
+        return f"{fence}{pad}{text}{pad}{fence}"
+
     lines = []
     for result in results:
         claim = result.claim
-        text = {key: markdown_text(claim[key]) for key in ("claim", "published", "source")}
-        lines.append(f"- **{text['claim']}** ({result.verdict}). Published: {text['published']} ({text['source']})")
+        line = f"- **{markdown_text(result.verdict)}**: {markdown_text(claim['claim'])}"
+        if result.tested:
+            line += f" Tested: {markdown_text('; '.join(result.tested))}."
+        if result.untested:
+            line += f" Not tested: {markdown_text('; '.join(result.untested))}."
+        if result.commands:
+            line += " To test: " + ", ".join(code(c) for c in result.commands) + "."
+        lines.append(line)
+        lines.append(f"  - Published: {markdown_text(claim['published'])} ({markdown_text(claim['source'])})")
         for test in result.tests:  # they name models
             lines.append(f"  - {markdown_text(test.text)}")
-            lines += [f"    - {markdown_text(line)}" for line in test.evidence]
+            lines += [f"    - {markdown_text(evidence)}" for evidence in test.evidence]
     return "\n".join(lines) + "\n"
 
 
@@ -128,6 +144,7 @@ def report_body(everything, current, unreadable, tables, top, picks, config, cla
         "<h2>Published vs measured</h2><h3>Parameters</h3>" + html.table_html(tables["Parameters"])
         + "<h3>mIoU</h3>" + html.table_html(tables["mIoU"])
         + "<h3>SegNet Table 6 (Caffe, GPU)</h3>" + html.table_html(tables["SegNet Table 6"])
+        + f"<p>{html.esc(table_notes['SegNet Table 6'])}</p>"
         + "<h3>Decoder storage per image (SegNet sec. 3.1, Table 1)</h3>"
         + html.table_html(tables["Decoder storage"]) + f"<p>{html.esc(table_notes['Decoder storage'])}</p>"
         + "<h3>FC-DenseNet memory-efficient mode</h3>"
@@ -173,7 +190,8 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
         "FC-DenseNet memory-efficient mode": densenet_memory_table(current, published),
         CONTENDERS_TITLE: contenders_table(current, published),
     }
-    table_notes = {"Decoder storage": int64_note(current, published), CONTENDERS_TITLE: COUNTING_NOTE}
+    table_notes = {"Decoder storage": int64_note(current, published), CONTENDERS_TITLE: COUNTING_NOTE,
+                   "SegNet Table 6": table6_note(published)}
     claims = evaluate_claims(current, published)
     written += write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
     figures, notes = write_plots(current, out_dir, results_dir / "cache")

@@ -91,11 +91,28 @@ def _css_class(verdict: str) -> str:
     return verdict.replace(" ", "-")
 
 
+def _claim_line_html(result: ClaimResult) -> str:
+    """The claim's one line (``ClaimResult.line``) in HTML: verdict, claim, what was tested, what
+    was not, and the commands that would test it."""
+    parts = [f'<span class="verdict {_css_class(result.verdict)}">{esc(result.verdict)}</span> '
+             f"{esc(result.claim['claim'])}"]
+    if result.tested:
+        parts.append(f"<b>Tested:</b> {esc('; '.join(result.tested))}.")
+    if result.untested:
+        parts.append(f"<b>Not tested:</b> {esc('; '.join(result.untested))}.")
+    if result.commands:
+        parts.append("<b>To test:</b> " + ", ".join(f"<code>{esc(c)}</code>" for c in result.commands) + ".")
+    return " ".join(parts)
+
+
 def claims_html(results: list[ClaimResult]) -> str:
-    """Each claim: the published figures, then the verdict of every test from the rows."""
+    """Each claim as one line (its verdict, what was tested and what not, the command that would
+    test the rest), with the published figures and every test's evidence collapsed under it."""
     parts = ["<p>Verdicts compare the current ok rows only, in settings where both models were "
              "measured alike; accuracy rows trained briefly on synthetic data test the direction "
-             "of a claim under those conditions, not the published numbers.</p>"]
+             "of a claim under those conditions, not the published numbers. One line per claim: its "
+             "verdict, what was tested, what was not and the command that would test it; the "
+             "published figures and each test's evidence are folded below it.</p>"]
     for result in results:
         claim = result.claim
         tests = "".join(
@@ -105,9 +122,10 @@ def claims_html(results: list[ClaimResult]) -> str:
             + "</li>"
             for t in result.tests)
         parts.append(
-            f"<h3>{esc(claim['claim'])} "
-            f'<span class="verdict {_css_class(result.verdict)}">{esc(result.verdict)}</span></h3>'
-            f"<p>Published: {esc(claim['published'])} <em>({esc(claim['source'])})</em></p><ul>{tests}</ul>")
+            f'<p class="claim">{_claim_line_html(result)}</p>'
+            f"<details><summary>Published figures and the evidence of each test</summary>"
+            f"<p>Published: {esc(claim['published'])} <em>({esc(claim['source'])})</em></p>"
+            f"<ul>{tests}</ul></details>")
     return "\n".join(parts)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bench.report.evidence import INCONCLUSIVE, EvidenceBar, combine, compare_setting
+from bench.report.evidence import INCONCLUSIVE, PERCENT, EvidenceBar, combine, compare_setting, shortfalls
 from bench.report.repeats import repeat_groups, spread_text
 from bench.report.tables import fmt
 
@@ -68,13 +68,33 @@ class TestResult:
     verdict: str
     text: str                                          # plain-language verdict
     evidence: list[str] = field(default_factory=list)  # one line per compared setting
+    short: str = ""       # the claim line's form: the figures measured, or what is missing
+    missing: list[str] = field(default_factory=list)   # models without the rows the test needs
 
 
 @dataclass
 class ClaimResult:
+    """A claim's verdict and, for its one line (``line``): the parts tested with their figures,
+    the parts not tested and why, and the commands that would test them."""
     claim: dict
     verdict: str
     tests: list[TestResult]
+    tested: list[str] = field(default_factory=list)
+    untested: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    @property
+    def line(self) -> str:
+        """The claim in one line of plain text, e.g. "holds where tested: <claim> Tested: ...
+        Not tested: ... To test: `python -m bench ...`."."""
+        pieces = [f"{self.verdict}: {self.claim['claim']}"]
+        if self.tested:
+            pieces.append(f"Tested: {'; '.join(self.tested)}.")
+        if self.untested:
+            pieces.append(f"Not tested: {'; '.join(self.untested)}.")
+        if self.commands:
+            pieces.append(f"To test: {', '.join(f'`{c}`' for c in self.commands)}.")
+        return " ".join(pieces)
 
 
 def _advantage(test: dict, subject: float, other: float) -> float:
@@ -104,6 +124,17 @@ def _setting(keys: list[str], values) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(keys, values))
 
 
+def _and(names) -> str:
+    """Names joined in words: a; a and b; a, b and c."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _qualifier(test: dict) -> str:
+    """What follows the figure on the claim line: the test's ``short``, else "than <other>"."""
+    return test.get("short") or f"than {test['other']}"
+
+
 def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
                   bar: EvidenceBar = EvidenceBar()) -> TestResult:
     """Compare ``test['subject']`` with ``test['other']`` in every setting both were measured in.
@@ -117,8 +148,10 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
     rows = rows[rows["model_key"].isin([subject, other])]
     missing = [m for m in (subject, other) if m not in set(rows["model_key"])]
     if missing:
+        at = f" at {_setting(list(test['where']), tuple(test['where'].values()))}" if test.get("where") else ""
         return TestResult(test, NOT_TESTED,
-                          f"{NOT_TESTED}: needs ok rows with {quantity} for {' and '.join(missing)}")
+                          f"{NOT_TESTED}: needs ok rows with {quantity} for {' and '.join(missing)}",
+                          short=f"no ok {quantity} rows for {_and(missing)}{at}", missing=missing)
     if quantity == "miou":
         return _accuracy_test(rows, test, bar)
     # Median over a model's rows in one setting (they differ only in axes outside `same`).
@@ -127,14 +160,72 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
     if table.empty:
         return TestResult(test, NOT_TESTED,
                           f"{NOT_TESTED}: needs {quantity} rows for {subject} and {other} "
-                          f"with the same {', '.join(same)}")
+                          f"with the same {', '.join(same)}",
+                          short=f"no {quantity} rows of {subject} and {other} with the same {', '.join(same)}")
     advantages = [_advantage(test, s, o) for s, o in zip(table[subject], table[other])]
     held = [a > test["threshold"] for a in advantages]
     evidence = [
         f"{_setting(same, key)}: {subject} {show(quantity, s)} vs {other} {show(quantity, o)}"
         f" → {_show_advantage(test, a)}"
         for key, s, o, a in zip(table.index, table[subject], table[other], advantages)]
-    return TestResult(test, *_summarise(test, advantages, held), evidence)
+    verdict, text = _summarise(test, advantages, held)
+    return TestResult(test, verdict, text, evidence, short=_short(test, advantages, held))
+
+
+def _short(test: dict, advantages: list[float], held: list[bool]) -> str:
+    """The claim line's figure, e.g. "14.3x fewer parameters than fcn8s", "2.91x more per pixel"."""
+    low, high = min(advantages), max(advantages)
+    shown = _show_advantage(test, low) if low == high else \
+        f"{_show_advantage(test, low)} to {_show_advantage(test, high)}"
+    where = ""
+    if len(held) > 1:
+        where = f" (in {len(held)} settings)" if all(held) or not any(held) else \
+            f" (holds in {sum(held)} of {len(held)} settings)"
+    return f"{shown} {_qualifier(test)}{where}"
+
+
+def _paired(mine: pd.DataFrame, subject: str, other: str) -> dict[str, pd.DataFrame]:
+    """Each model's rows of one setting by seed, the seeds both ran only (as ``compare_setting`` pairs them)."""
+    mine = mine.dropna(subset=["seed"])
+    runs = {m: mine[mine["model_key"] == m].drop_duplicates("seed", keep="last").set_index("seed")
+            for m in (subject, other)}
+    seeds = runs[subject].index.intersection(runs[other].index)
+    return {m: runs[m].loc[seeds] for m in runs}
+
+
+def _gaps(paired: dict[str, pd.DataFrame], bar: EvidenceBar) -> list[str]:
+    """Why the paired runs fall short of the evidence bar, one clause per shortfall naming the
+    models it applies to, e.g. "dilated_frontend and fcn8s: 1 seed (needs 3)"."""
+    models_by_gap: dict[str, list[str]] = {}
+    for model, runs in paired.items():
+        for reason in shortfalls(model, runs, bar):
+            gap = reason[len(model):].lstrip(": ") if reason.startswith(model) else reason
+            models_by_gap.setdefault(gap, []).append(model)
+    return [f"{_and(models)}: {gap}" for gap, models in models_by_gap.items()]
+
+
+def _accuracy_short(test: dict, key, mine: pd.DataFrame, verdict: str, bar: EvidenceBar) -> str:
+    """One setting's accuracy comparison on the claim line, e.g. "dilated_frontend 45.0 vs fcn8s 40.0
+    mIoU, 1 paired seed, synthetic val 96x128 cpu, short of the evidence bar: ..."."""
+    subject, other = test["subject"], test["other"]
+    paired = _paired(mine, subject, other)
+    n = len(paired[subject])
+    values = dict(zip(test["same"], key if isinstance(key, tuple) else (key,)))
+    place = " ".join(str(values[k]) for k in ("dataset", "split") if k in values)
+    if "height" in values and "width" in values:
+        place += f" {values['height']}x{values['width']}"
+    if "device" in values:
+        place += f" {values['device']}"
+    if not n:
+        return f"no seed run for both {subject} and {other} ({place.strip()})"
+    means = {m: paired[m]["miou"].mean() * PERCENT for m in paired}
+    text = (f"{subject} {means[subject]:.1f} vs {other} {means[other]:.1f} mIoU, {n} paired "
+            f"seed{'s' if n != 1 else ''}, {place.strip()}")
+    if verdict != INCONCLUSIVE:
+        return text
+    gaps = _gaps(paired, bar)
+    return (f"{text}, short of the evidence bar: {', '.join(gaps)}" if gaps
+            else f"{text}, the interval of the difference includes {test['threshold']:g}")
 
 
 def _accuracy_test(rows: pd.DataFrame, test: dict, bar: EvidenceBar) -> TestResult:
@@ -144,7 +235,9 @@ def _accuracy_test(rows: pd.DataFrame, test: dict, bar: EvidenceBar) -> TestResu
                 if mine["model_key"].nunique() == 2]
     if not settings:
         return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: needs miou rows for {test['subject']} and "
-                                            f"{test['other']} with the same {', '.join(same)}")
+                                            f"{test['other']} with the same {', '.join(same)}",
+                          short=f"no miou rows of {test['subject']} and {test['other']} with the same "
+                                f"{', '.join(same)}")
     verdicts = [compare_setting(mine, test["subject"], test["other"], test["threshold"], bar)
                 for _, mine in settings]
     verdict = combine([v.verdict for v in verdicts], HOLDS, NOT_HOLD, PARTLY, MIXED)
@@ -152,7 +245,10 @@ def _accuracy_test(rows: pd.DataFrame, test: dict, bar: EvidenceBar) -> TestResu
                 if len(verdicts) > 1 else [f"compared at {_setting(same, settings[0][0])}"])
     counts = {v: sum(x.verdict == v for x in verdicts) for v in dict.fromkeys(x.verdict for x in verdicts)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items()) if len(verdicts) > 1 else verdicts[0].text
-    return TestResult(test, verdict, f"{verdict}: {summary}" if len(verdicts) > 1 else summary, evidence)
+    short = (f"{summary} over {len(verdicts)} settings" if len(verdicts) > 1
+             else _accuracy_short(test, settings[0][0], settings[0][1], verdicts[0].verdict, bar))
+    return TestResult(test, verdict, f"{verdict}: {summary}" if len(verdicts) > 1 else summary, evidence,
+                      short=short)
 
 
 def _summarise(test: dict, advantages: list[float], held: list[bool]) -> tuple[str, str]:
@@ -201,13 +297,62 @@ def _labelled(result: TestResult) -> TestResult:
     return replace(result, text=f"{label}: {result.text}") if label else result
 
 
+def _part(test: dict) -> str:
+    """Which part of the claim a test tests (its ``part``; else its label or quantity)."""
+    return test.get("part") or test.get("label") or test["quantity"]
+
+
+def _not_run(results: list[TestResult]) -> str:
+    """Why none of a part's tests ran, e.g. "no ok miou rows for fcdensenet103, fcn8s and dilated8"."""
+    if all(r.missing for r in results):
+        quantities = dict.fromkeys(r.test["quantity"] for r in results)
+        models = dict.fromkeys(m for r in results for m in r.missing)
+        return f"no ok {_and(quantities)} rows for {_and(models)}"
+    return ", ".join(dict.fromkeys(r.short for r in results))
+
+
+def claim_parts(claim: dict, tests: list[TestResult]) -> tuple[list[str], list[str], list[str]]:
+    """(tested, untested, commands) for the claim's line.
+
+    Tests are grouped by ``part``; a part with a test that ran (a verdict, or inconclusive) is
+    tested: "<part>: <verdict>, <figures>"; a part none of whose tests ran is untested, with why.
+    The claim's own ``untested`` names what no test covers. ``command``s: those of the tests not
+    run or inconclusive, and the claim's own where it has an untested part.
+    """
+    groups: dict[str, list[TestResult]] = {}
+    for result in tests:
+        groups.setdefault(_part(result.test), []).append(result)
+    tested, untested, commands = [], [], []
+    for part, results in groups.items():
+        ran = [r for r in results if r.verdict != NOT_TESTED]
+        if not ran:
+            untested.append(f"{part}: {_not_run(results)}")
+        else:
+            agree = len({r.verdict for r in ran}) == 1
+            figures = [r.short if agree else f"{r.short} ({r.verdict})" for r in ran]
+            figures += [f"not tested yet: {r.short}" for r in results if r.verdict == NOT_TESTED]
+            tested.append(f"{part}: {_claim_verdict([r.verdict for r in results])}, {', '.join(figures)}")
+        commands += [r.test["command"] for r in results
+                     if r.verdict in (NOT_TESTED, INCONCLUSIVE) and r.test.get("command")]
+    if claim.get("untested"):
+        untested.append(claim["untested"])
+        if claim.get("command"):
+            commands.append(claim["command"])
+    return tested, untested, list(dict.fromkeys(commands))
+
+
 def evaluate_claims(current: pd.DataFrame, published: dict) -> list[ClaimResult]:
+    """Every claim's tests, its verdict and its one line. A claim with a part no test covers
+    (its ``untested``) never reads plainly "holds": at best "holds where tested"."""
     aliases = published.get("aliases") or {}
     bar = EvidenceBar.from_published(published)
     results = []
     for claim in published.get("claims") or []:
         tests = [_labelled(evaluate_test(current, test, aliases, bar)) for test in claim["tests"]]
-        results.append(ClaimResult(claim, _claim_verdict([t.verdict for t in tests]), tests))
+        verdict = _claim_verdict([t.verdict for t in tests])
+        if verdict == HOLDS and claim.get("untested"):
+            verdict = PARTLY
+        results.append(ClaimResult(claim, verdict, tests, *claim_parts(claim, tests)))
     return results
 
 
@@ -269,9 +414,35 @@ def _measured(rows: pd.DataFrame, quantity: str, batch_size: int, unit: str) -> 
                      for r in mine.itertuples())
 
 
+#: SegNet's Table 6 prints GPU memory in "MB" and does not say which: segbench reads it as 10**6
+#: bytes (the SI megabyte) and shows it in MiB (2**20 bytes), the unit it measures in.
+PAPER_MB_BYTES = 10**6
+MIB_BYTES = 2**20
+
+
+def paper_memory(mb: float) -> str:
+    """A Table 6 figure in the paper's MB and in MiB, e.g. "1052 MB = 1003 MiB"."""
+    return f"{mb:g} MB = {mb * PAPER_MB_BYTES / MIB_BYTES:.0f} MiB"
+
+
+def table6_note(published: dict) -> str:
+    """The unit assumption behind ``table6``'s published memory columns (the note shown below the
+    "SegNet Table 6" table)."""
+    entries = published.get("segnet_table6") or []
+    example = f" ({paper_memory(entries[0]['inference_mb'])})" if entries else ""
+    return ("SegNet Table 6 prints GPU memory in MB without saying which megabyte. segbench takes its "
+            f"MB as 10^6 bytes and converts it to MiB (2^20 bytes, the unit of the measured columns): "
+            f"1 MB = {PAPER_MB_BYTES / MIB_BYTES:.3f} MiB{example}. Were the figures read from "
+            "nvidia-smi, which counts 2^20 bytes (its older versions label them MB), they would be MiB "
+            f"already, {MIB_BYTES / PAPER_MB_BYTES - 1:.1%} above the MiB shown. The measured peaks come from "
+            "the device named beside each, which may not be a GPU: the claim compares segnet with fcn8s "
+            "measured alike, never a measured figure with a published one.")
+
+
 def table6(current: pd.DataFrame, published: dict) -> pd.DataFrame:
-    """SegNet Table 6 (Caffe, GPU MB) beside the measured rows at 360x480 (``sweep=segnet_table6``):
-    forward latency and inference peak at batch 1, training-step peak at batch 4."""
+    """SegNet Table 6 (Caffe, GPU MB, shown in MiB too: ``table6_note``) beside the measured rows at
+    360x480 (``sweep=segnet_table6``): forward latency and inference peak at batch 1, training-step
+    peak at batch 4."""
     rows = with_model_key(current[(current["status"] == "ok") & (current["resolution"] == "360x480")],
                           published.get("aliases") or {})
     records = []
@@ -282,9 +453,9 @@ def table6(current: pd.DataFrame, published: dict) -> pd.DataFrame:
             "model (SegNet Table 6)": entry["name"], "segbench model": entry["model"] or "",
             "forward ms": entry["forward_ms"],
             "measured forward, b1": _measured(mine, "latency_ms_median", 1, "ms") or absent,
-            "inference MB": entry["inference_mb"],
+            "published inference, b1": paper_memory(entry["inference_mb"]),
             "measured inference peak, b1": _measured(mine, "peak_memory_mib", 1, "MiB") or absent,
-            "training MB (batch 4)": entry["train_mb"],
+            "published training, b4": paper_memory(entry["train_mb"]),
             "measured training peak, b4": _measured(mine, "train_peak_memory_mib", 4, "MiB") or absent,
         })
     return pd.DataFrame.from_records(records)
