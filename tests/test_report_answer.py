@@ -119,7 +119,7 @@ def test_report_page_opens_with_the_answer(tmp_path):
     from bench.report import write_report
     store = ResultStore(tmp_path)
     for row in [timed("fcn_basic", 5, 4.5, 5.5), timed("fcdensenet56", 20, 19, 21),
-                timed("<b>odd</b>", 7, 6, 8)]:
+                timed("<b>odd</b>", 7, 6, 8, job_key="odd-name")]:
         store.write(row)
     page = write_report(tmp_path, ReportConfig(latency_budget_ms=10)).read_text()
     body = page[page.index("<body>"):]

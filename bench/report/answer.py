@@ -303,14 +303,14 @@ def front_table(answer: Answer) -> pd.DataFrame:
 
 
 def _summary_lines(answer: Answer) -> list[str]:
-    """The words under the front table: models not placed, dominated ones, the caveat."""
-    lines = []
+    """The lines under the front table: the accuracy basis, the models not placed, the dominated."""
+    lines = [f"Accuracy basis: {answer.basis}."]
     placed = set(id(c) for c in answer.front)
-    unknown = [c for c in answer.candidates if c.accuracy is None]
+    unknown = [c for c in answer.candidates if c.accuracy is None and id(c) not in placed]
     if unknown:
-        lines.append("Accuracy unknown on this basis, so not placed (latency, fastest first): " + "; ".join(
-            f"{c.model} {c.latency_text}" + (f", published {c.elsewhere}" if c.elsewhere else "")
-            for c in unknown) + ".")
+        lines.append("Accuracy unknown on this basis, so not placed (median latency; published elsewhere): "
+                     + "; ".join(f"{c.model} {significant(c.latency.value)} ms"
+                                 + (f" ({c.elsewhere})" if c.elsewhere else "") for c in unknown) + ".")
     dominated = [c for c in answer.candidates if c.accuracy is not None and id(c) not in placed]
     if dominated:
         lines.append("Dominated by a model above (less accurate and not clearly faster, or clearly slower "
@@ -347,8 +347,8 @@ def answer_html(answers_: list[Answer], config: ReportConfig) -> str:
         if caveat:
             parts.append(f'<p class="notice">⚠ {esc(caveat)}</p>')
         parts.append(table_html(front_table(answer)))
-        parts.append(f"<p><small>Accuracy basis: {esc(answer.basis)}. "
-                     + " ".join(esc(line) for line in _summary_lines(answer)) + "</small></p>")
+        parts.append("<ul class=\"small\">" + "".join(f"<li>{esc(line)}</li>" for line in _summary_lines(answer))
+                     + "</ul>")
     return "\n".join(parts)
 
 
@@ -362,6 +362,5 @@ def answer_markdown(answers_: list[Answer]) -> str:
         if caveat:
             parts.append(f"> ⚠ {markdown_text(caveat)}\n")
         parts.append(to_markdown(front_table(answer)))
-        parts.append(f"Accuracy basis: {markdown_text(answer.basis)}. "
-                     + " ".join(markdown_text(line) for line in _summary_lines(answer)) + "\n")
+        parts.append("\n".join(f"- {markdown_text(line)}" for line in _summary_lines(answer)) + "\n")
     return "\n".join(parts)

@@ -87,16 +87,23 @@ def backend_latency_figure(current: pd.DataFrame) -> Figure | None:
     where = rows.groupby(SETTING[1:])["model"].nunique().idxmax()
     chosen = rows[(rows[SETTING[1:]] == pd.Series(where, index=SETTING[1:])).all(axis=1)]
     table = chosen.pivot(index="model", columns="backend", values="latency_ms_median")
-    figure = Figure(figsize=(max(6.0, 1.2 * len(table) + 2), 4.2), layout="constrained")
+    # The median's distribution-free 95% interval as the error bar (NaN, no bar, where too few calls).
+    low, high = (chosen.pivot(index="model", columns="backend", values=column).reindex_like(table)
+                 for column in ("latency_ms_ci_low", "latency_ms_ci_high"))
+    figure = Figure(figsize=(max(6.0, 1.2 * len(table) + 2) + 2.0, 4.2), layout="constrained")
     ax = figure.subplots()
     width = 0.8 / len(table.columns)
     for i, backend in enumerate(table.columns):
-        ax.bar(np.arange(len(table)) + i * width, table[backend], width, label=backend)
+        median = table[backend].to_numpy(dtype=float)
+        errors = np.clip(np.vstack([median - low[backend].to_numpy(dtype=float),
+                                    high[backend].to_numpy(dtype=float) - median]), 0, None)
+        ax.bar(np.arange(len(table)) + i * width, median, width, label=backend,
+               yerr=None if np.isnan(errors).all() else errors, capsize=3, error_kw={"elinewidth": 1})
     ax.set_xticks(np.arange(len(table)) + width * (len(table.columns) - 1) / 2, table.index,
                   rotation=30, fontsize="small")
     ax.set_ylabel("latency per batch, median (ms)")
     device, threads, resolution, batch = where
     ax.set_title(f"Latency per backend: {device}, {threads:.0f} threads, {resolution}, batch {batch:.0f}, fp32")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize="small")
+    figure.legend(loc="outside right upper", fontsize="small")  # beside the bars, never over one
     return figure

@@ -14,7 +14,9 @@ from bench.report.tables import distinct
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
 h1, h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-table { border-collapse: collapse; font-size: 13px; margin: .5em 0 1.5em; }
+table { border-collapse: collapse; font-size: 13px; margin: .5em 0 1.5em; max-width: 100%; }
+ul.small { font-size: 13px; color: #444; }
+.pick { font-size: 15px; }
 th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
@@ -55,8 +57,9 @@ def interactive_table_html(frame: pd.DataFrame) -> str:
     from itables import to_html_datatable
     # maxBytes=0: itables would otherwise drop rows of a large table to keep notebooks light.
     # Floats go as numbers (the tables round them), which is also 3x faster than formatting them.
+    # scrollX: a wide table scrolls inside its box, never the page.
     return to_html_datatable(frame, connected=False, maxBytes=0, pageLength=25, classes="display compact",
-                             showIndex=False, format_floats_in_python=False)
+                             showIndex=False, format_floats_in_python=False, scrollX=True)
 
 
 def image_html(path: Path, caption: str) -> str:

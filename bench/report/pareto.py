@@ -1,7 +1,7 @@
 """The accuracy/latency Pareto front: lower latency and higher mIoU are both better."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 
 def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -17,3 +17,18 @@ def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, flo
         if not front or miou > front[-1][1]:
             front.append((latency, miou))
     return front
+
+
+def interval_pareto_front(points: Sequence[tuple[float, float, float]]) -> list[int]:
+    """The indices of the non-dominated (latency_low, latency_high, miou) points, by increasing
+    latency interval; (low, high) is a point's latency interval (low = high = its latency when it
+    has none).
+
+    A point is dominated only when another is at least as accurate and *surely* faster: that
+    one's whole latency interval lies below this one's (its high < this low). Overlapping
+    intervals are a tie, not a win, so both can stay on the front.
+    """
+    return sorted((i for i, (low, high, miou) in enumerate(points)
+                   if not any(other_miou >= miou and other_high < low
+                              for other_low, other_high, other_miou in points)),
+                  key=lambda i: (points[i][0], points[i][1], -points[i][2]))

@@ -1,30 +1,48 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot state, no display).
 
 Each ``*_figure`` function takes the current rows and the model colours, and returns a Figure,
-or None when no row holds what it plots. ``write_plots`` picks the colours once, so a model has
-the same colour in every figure.
+or None when no row holds what it plots (those whose caption depends on the rows: the figure and
+its caption). ``write_plots`` picks the colours once, so a model has the same colour in every
+figure.
+
+The figures are for reading, not decoration: a point of a trade-off plot carries its interval as
+error bars and the caption says which interval and over how many runs; a title names the
+resolution, batch size, precision and backend it shows; a Pareto front is drawn only from accuracy
+that meets the evidence bar (``bench.report.evidence``); point labels are moved apart (adjustText)
+and legends sit beside the panels, never over a point.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
+import math
+import re
 import shutil
+import textwrap
 from pathlib import Path
 
+import adjustText
 import matplotlib
 import numpy as np
 import pandas as pd
+from adjustText import adjust_text
 from matplotlib import colormaps
+from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
+from matplotlib.transforms import Bbox
 
 from bench.atomic import atomic_write, atomic_write_text
 from bench.paths import safe_name
 from bench.report.deployment import backend_latency_figure
+from bench.report.evidence import EvidenceBar, shortfalls
 from bench.report.frame import IOU_PREFIX, iou_columns
-from bench.report.pareto import pareto_front
+from bench.report.pareto import interval_pareto_front
 from bench.report.contenders import TORCHVISION_MODELS
+from bench.report.repeats import CONFIDENCE, repeat_groups, spread
 
 DPI = 110
 #: savefig's options for every figure: zlib level 1 encodes in a fraction of the default level 6's
@@ -73,7 +91,8 @@ def _legend_outside(figure: Figure, axes: list) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
-        figure.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize="small")
+        # Centred on the right: at the top it would cover the end of a long figure title.
+        figure.legend(list(entries.values()), list(entries), loc="outside right center", fontsize="small")
 
 
 def _most_common_variant(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -86,59 +105,249 @@ def _most_common_variant(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return chosen, f"batch {batch:.0f}, {precision}, {backend}"
 
 
+#: Panels per row of a figure with a panel per device and resolution.
+PANEL_COLUMNS = 3
+#: adjustText's iterations per panel and attempt: enough to part a dozen labels, bounded so that a
+#: figure of many panels stays quick to draw.
+LABEL_ITERATIONS = 300
+#: adjustText's attempts per panel: the factors (x, y) by which a label's box is grown while labels
+#: are parted. The first keeps a label clear of its marker; the tighter ones take over where it
+#: leaves two labels overlapping (a crowded cluster, a cluster at the edge of the axes).
+LABEL_CLEARANCES = ((1.3, 1.8), (1.1, 1.3), (1.02, 1.05))
+#: The counter column of each memory quantity: a panel never mixes two counting methods.
+MEMORY_COUNTERS = {"peak_memory_mib": "memory_counter", "train_peak_memory_mib": "train_memory_counter"}
+#: The gid of the Pareto front's rings (tests find them by this).
+FRONT_GID = "pareto-front"
+NOT_A_RANKING = "not a ranking"
+
+
+def _grid(n: int, width: float = 5.2, height: float = 4.4) -> tuple[Figure, list]:
+    """``n`` panels, ``PANEL_COLUMNS`` to a row, room on the right for the legend."""
+    columns = min(n, PANEL_COLUMNS)
+    rows = -(-n // columns)
+    figure = Figure(figsize=(width * columns + 2.5, height * rows), layout="constrained")
+    axes = list(figure.subplots(rows, columns, squeeze=False).flat)
+    for spare in axes[n:]:
+        figure.delaxes(spare)
+    return figure, axes[:n]
+
+
+def _counter_name(counter: str) -> str:
+    """A memory counter's short name for an axis label: its text before the first ':' or ' ('."""
+    name = re.split(r":| \(", counter or "", maxsplit=1)[0].strip()
+    return textwrap.shorten(name, 48, placeholder="...") if name else "counter not recorded"
+
+
+def _one_counter(rows: pd.DataFrame, quantity: str) -> tuple[pd.DataFrame, str, int]:
+    """The rows that counted ``quantity`` with its most common method, the method ('' for a
+    quantity that is no memory figure: all rows) and the number of rows left out."""
+    column = MEMORY_COUNTERS.get(quantity)
+    if column is None:
+        return rows, "", 0
+    counters = rows[column].fillna("")
+    counter = counters.value_counts().idxmax()
+    kept = rows[counters == counter]
+    return kept, counter, len(rows) - len(kept)
+
+
+def _chosen_runs(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per ``by`` group (a model; a model and resolution), the rows of its most-run configuration
+    (its largest repeat group, the newest on a tie), one per seed (the newest): a point stands for
+    one configuration's seeds, never for a mix of configurations."""
+    rows = rows.assign(_group=repeat_groups(rows)).sort_values("finished_at", kind="stable")
+    sizes = (rows.groupby([*by, "_group"], sort=False)["finished_at"].agg(["size", "max"])
+             .reset_index().sort_values(["size", "max"], kind="stable"))
+    best = sizes.drop_duplicates(by, keep="last")[[*by, "_group"]]
+    chosen = rows.merge(best, on=[*by, "_group"])  # an inner merge keeps the left (time) order
+    return chosen.drop_duplicates([*by, "seed"], keep="last")
+
+
+def _value(row: pd.Series, column: str) -> float:
+    value = row.get(column)
+    return float(value) if value is not None and pd.notna(value) else math.nan
+
+
+def _latency(runs: pd.DataFrame, prefix: str = "latency_ms") -> tuple[float, float, float, int]:
+    """(centre, low, high, n) of the runs' latency per batch. One run: its median and the median's
+    distribution-free 95% interval (NaN where too few calls gave none); several (seeds): the mean
+    of their medians and the t interval of that mean, as the headline folds them."""
+    medians = runs[f"{prefix}_median"].dropna()
+    if medians.empty:
+        return math.nan, math.nan, math.nan, 0
+    if len(medians) == 1:
+        row = runs.loc[medians.index[0]]
+        return float(medians.iloc[0]), _value(row, f"{prefix}_ci_low"), _value(row, f"{prefix}_ci_high"), 1
+    folded = spread(medians)
+    return folded.mean, folded.low, folded.high, folded.n
+
+
+def _errors(centre, low, high):
+    """errorbar's (2, N) extents below and above ``centre``; None when no point has an interval."""
+    centre, low, high = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (centre, low, high))
+    if np.isnan(low).all() or np.isnan(high).all():
+        return None
+    return np.clip(np.vstack([centre - low, high - centre]), 0, None)
+
+
+def _n_text(counts: list[int], unit: str) -> str:
+    low, high = min(counts), max(counts)
+    plural = unit if high == 1 else f"{unit}s"
+    return f"n = {low} {plural} per point" if low == high else f"n = {low} to {high} {plural} per point"
+
+
+#: How a point's latency and its error bar are made, for captions.
+LATENCY_METHOD = (f"Latency error bars: for one job, its median with the median's distribution-free "
+                  f"{CONFIDENCE:.0%} interval (no bar where too few calls gave one); for several jobs "
+                  f"(seeds of one configuration), the mean of their medians with the {CONFIDENCE:.0%} "
+                  f"t interval of the mean")
+
+
+def _label(ax, xs, ys, labels) -> list:
+    """A label centred on each point, for ``_place_labels`` to move: centred, labels of points that
+    coincide start from one centre, which adjustText breaks up in both directions."""
+    return [ax.text(x, y, label, fontsize="x-small", ha="center", va="center")
+            for x, y, label in zip(xs, ys, labels)]
+
+
+def _overlapping(texts: list, renderer) -> bool:
+    boxes = [text.get_window_extent(renderer) for text in texts]
+    return any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+
+
+def _error_bar_boxes(ax) -> list[Bbox]:
+    """Each error bar of the panel as a box in data coordinates, for the labels to keep off."""
+    segments = [segment for container in ax.containers if isinstance(container, ErrorbarContainer)
+                for bars in container.lines[2] for segment in bars.get_segments()]
+    return [Bbox(np.sort(segment, axis=0)) for segment in segments if np.isfinite(segment).all()]
+
+
+def _place_labels(figure: Figure, labelled: list[tuple[object, list]]) -> None:
+    """Moves each panel's point labels off each other, the points and the error bars (adjustText),
+    with a thin line back to a moved label's point; a panel whose labels still overlap is parted
+    again with tighter clearances. The figure is laid out first and that layout then kept:
+    adjustText works in display coordinates, and a later layout change would move the labels."""
+    labelled = [(ax, texts) for ax, texts in labelled if texts]
+    if not labelled:
+        return
+    figure.draw_without_rendering()
+    figure.set_layout_engine("none")
+    renderer = adjustText.get_renderer(figure)
+    shown = {ax: ax.get_visible() for ax in figure.axes}
+    try:
+        for ax, texts in labelled:
+            # adjustText draws the figure on every call: only this panel, so a figure of n panels
+            # costs n panel draws, not n figure draws.
+            for other in figure.axes:
+                other.set_visible(other is ax)
+            _part(ax, texts, renderer)
+    finally:
+        for ax, visible in shown.items():
+            ax.set_visible(visible)
+
+
+def _part(ax, texts: list, renderer) -> None:
+    start = [text.get_position() for text in texts]
+    bars = _error_bar_boxes(ax)
+    for clearance in LABEL_CLEARANCES:
+        # prevent_crossings off: its swaps of two labels' places let labels of unequal length overlap.
+        _, lines = adjust_text(texts, ax=ax, objects=bars or None, iter_lim=LABEL_ITERATIONS,
+                               expand=clearance, prevent_crossings=False,
+                               arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.5})
+        if not _overlapping(texts, renderer) or clearance == LABEL_CLEARANCES[-1]:
+            return
+        for line in lines:
+            line.remove()
+        for text, position in zip(texts, start):
+            text.set_position(position)
+
+
+def _resolution_span(rows: pd.DataFrame) -> str:
+    shown = rows.drop_duplicates("pixels").sort_values("pixels")["resolution"].tolist()
+    return f"at {shown[0]}" if len(shown) == 1 else f"{len(shown)} resolutions, {shown[0]} to {shown[-1]}"
+
+
 def scaling_figure(current: pd.DataFrame, colors: dict, quantity: str, ylabel: str,
-                   title: str) -> Figure | None:
-    """``quantity`` against input pixels, a line per model, a panel per device."""
+                   title: str) -> tuple[Figure | None, str]:
+    """``quantity`` against input pixels, a line per model, a panel per device at its most common
+    batch size, precision and backend (a memory quantity: its most common counter too, named on
+    the axis). Latency points carry their interval as error bars. Returns the figure (None when no
+    row holds ``quantity``) and the method of its points for the caption."""
     rows = _ok(current, quantity, "pixels")
     if rows.empty:
-        return None
+        return None, ""
+    prefix = quantity.removesuffix("_median")
+    interval = quantity.endswith("_median") and f"{prefix}_ci_low" in rows.columns
     devices = sorted(rows["device"].unique())
     figure, axes = _panels(len(devices))
+    counts, counters, left_out = [], set(), 0
     for ax, device in zip(axes, devices):
         chosen, variant = _most_common_variant(rows[rows["device"] == device])
-        for model, group in chosen.groupby("model"):
-            line = group.groupby("pixels")[quantity].median()
-            ax.plot(line.index, line.values, marker="o", color=colors[model], label=model)
+        chosen, counter, dropped = _one_counter(chosen, quantity)
+        left_out += dropped
+        counters.add(counter)
+        for model, mine in _chosen_runs(chosen, ["model", "pixels"]).groupby("model"):
+            line = []
+            for pixels, at in mine.groupby("pixels"):
+                if interval:
+                    centre, low, high, n = _latency(at, prefix)
+                else:
+                    centre, low, high, n = float(at[quantity].median()), math.nan, math.nan, len(at)
+                line.append((pixels, centre, low, high))
+                counts.append(n)
+            x, centre, low, high = (np.array(v, dtype=float) for v in zip(*line))
+            ax.errorbar(x, centre, yerr=_errors(centre, low, high), marker=model_marker(model),
+                        color=colors[model], label=model, capsize=3, elinewidth=1)
         _log_if_wide(ax, chosen["pixels"], "x")  # before the ticks: a scale change resets them
         _log_if_wide(ax, chosen[quantity], "y")
         ticks = chosen.drop_duplicates("pixels").sort_values("pixels")
         ax.set_xticks(ticks["pixels"], ticks["resolution"], rotation=30, fontsize="small")
         ax.xaxis.set_minor_locator(NullLocator())  # only the resolution ticks on a log x axis
         ax.set_xlabel("input resolution H×W (x position: pixels per image)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{device} ({variant})")
+        ax.set_ylabel(ylabel + (f"\ncounter: {_counter_name(counter)}" if counter else ""))
+        ax.set_title(f"{device}: {variant}, {_resolution_span(chosen)}", fontsize="medium")
         ax.grid(True, alpha=0.3)
     figure.suptitle(title)
     _legend_outside(figure, axes)
-    return figure
+    if interval:
+        method = f"{LATENCY_METHOD}; {_n_text(counts, 'job')}."
+    else:
+        method = f"Each point: the median of its jobs ({_n_text(counts, 'job')})."
+    if counters - {""}:
+        method += f" Counted by: {'; '.join(sorted(counters))}."
+    if left_out:
+        method += f" {left_out} rows counted by another method are left out (never two methods on one axis)."
+    return figure, method
 
 
 def _reference_resolution(rows: pd.DataFrame) -> str:
     """The resolution measured for the most models (the smallest such, on a tie)."""
-    spread = rows.groupby(["pixels", "resolution"])["model"].nunique().reset_index()
-    return spread.sort_values(["model", "pixels"], ascending=[False, True]).iloc[0]["resolution"]
+    measured = rows.groupby(["pixels", "resolution"])["model"].nunique().reset_index()
+    return measured.sort_values(["model", "pixels"], ascending=[False, True]).iloc[0]["resolution"]
 
 
 def params_flops_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
-    """Parameters against FLOPs per image, one labelled point per model, log-log."""
+    """Parameters against FLOPs per image, one labelled point per model, log-log; the labels are
+    moved apart, so models of near-equal size (the VGG-16 family) stay readable."""
     rows = _ok(current, "params_m", "gflops_per_image")
     if rows.empty:
         return None
     resolution = _reference_resolution(rows)
     points = rows[rows["resolution"] == resolution].groupby("model")[["gflops_per_image", "params_m"]].median()
-    figure = Figure(figsize=(7, 5), layout="constrained")
+    figure = Figure(figsize=(8, 5.5), layout="constrained")
     ax = figure.subplots()
     for model, point in points.iterrows():
         ax.scatter(point["gflops_per_image"], point["params_m"], color=colors[model], s=40,
-                   marker=model_marker(model))
-        ax.annotate(model, (point["gflops_per_image"], point["params_m"]), fontsize="small",
-                    xytext=(4, 4), textcoords="offset points")
+                   marker=model_marker(model), label=model)
+    texts = _label(ax, points["gflops_per_image"], points["params_m"], points.index)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.margins(0.15)
     ax.set_xlabel(f"GFLOP per image, forward pass at {resolution}")
     ax.set_ylabel("parameters (millions)")
-    ax.set_title(f"Model size against compute ({resolution})")
+    ax.set_title(f"Model size against compute at {resolution}\n(per image: the same at any batch size)")
     ax.grid(True, which="both", alpha=0.3)
+    _legend_outside(figure, [ax])
+    _place_labels(figure, [(ax, texts)])
     return figure
 
 
@@ -149,38 +358,203 @@ def _point_labels(rows: pd.DataFrame) -> pd.Series:
     return rows["model"]
 
 
-def accuracy_latency_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
-    """mIoU against latency per batch, a panel per device, the Pareto front drawn as a step line.
+@dataclasses.dataclass
+class Point:
+    """One model in one panel: its most-run configuration's seeds folded into one point."""
+    model: str
+    latency: float
+    latency_low: float      # NaN: no interval
+    latency_high: float
+    jobs: int
+    memory: float = math.nan
+    miou: float = math.nan
+    miou_low: float = math.nan
+    miou_high: float = math.nan
+    seeds: int = 0
+    short: tuple[str, ...] = ()   # why its accuracy falls short of the evidence bar; () when it meets it
 
-    One point per model and resolution: its rows (seeds, repeats) folded into the mean mIoU and
-    the median latency, so the figure reads the same at 10 rows or 10,000.
-    """
-    rows = _ok(current, "miou_pct", "latency_ms_median")
+    def latency_interval(self) -> tuple[float, float]:
+        """(low, high); the latency itself at both ends when there is no interval."""
+        if math.isnan(self.latency_low) or math.isnan(self.latency_high):
+            return self.latency, self.latency
+        return self.latency_low, self.latency_high
+
+
+def _points(rows: pd.DataFrame, bar: EvidenceBar | None = None) -> list[Point]:
+    """A point per model of one panel's rows; with ``bar``, its mIoU over seeds and the evidence
+    check too."""
+    points = []
+    for model, runs in _chosen_runs(rows, ["model"]).groupby("model"):
+        point = Point(model, *_latency(runs), memory=float(runs["peak_memory_mib"].median()))
+        if bar is not None:
+            miou = spread(runs["miou_pct"])
+            point.miou, point.miou_low, point.miou_high, point.seeds = miou.mean, miou.low, miou.high, miou.n
+            point.short = tuple(shortfalls(model, runs, bar))
+        points.append(point)
+    return points
+
+
+def _draw_point(ax, x: float, y: float, xerr, yerr, model: str, colors: dict) -> None:
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=model_marker(model), color=colors[model], markersize=6,
+                capsize=3, elinewidth=1, label=model)
+
+
+def _latency_errors(point: Point):
+    return _errors(point.latency, point.latency_low, point.latency_high)
+
+
+#: Trade-off panels per figure, at most: the settings measured with the most models (the
+#: All jobs table holds the rest); a grid of 20 resolutions would be unreadable and slow to label.
+MAX_PANELS = 6
+
+
+def _panels_of(rows: pd.DataFrame, keys: list[str]) -> tuple[list[tuple[tuple, pd.DataFrame, str]], str]:
+    """(key, rows, variant) per panel: the rows of each ``keys`` group (by device, then input
+    size), at that group's most common batch size, precision and backend; at most ``MAX_PANELS``
+    of them, and a caption sentence naming how many were left out."""
+    groups = list(rows.groupby(keys, sort=True))
+    most = sorted(range(len(groups)), key=lambda i: -groups[i][1]["model"].nunique())[:MAX_PANELS]
+    kept = [groups[i] for i in sorted(most)]
+    panels = []
+    for key, mine in kept:
+        chosen, variant = _most_common_variant(mine)
+        panels.append((key, chosen, variant))
+    note = (f" {len(groups) - len(kept)} more settings are left out: the figure shows the {len(kept)} "
+            "measured with the most models." if len(groups) > len(kept) else "")
+    return panels, note
+
+
+def latency_memory_figure(current: pd.DataFrame, colors: dict) -> tuple[Figure | None, str]:
+    """Latency per batch against peak memory of one forward pass, a panel per device and
+    resolution (every resolution measured), one point per model with its latency interval.
+    Each panel holds one memory counter, named on its axis. Returns the figure and its caption."""
+    rows = _ok(current, "latency_ms_median", "peak_memory_mib", "pixels")
     if rows.empty:
-        return None
-    devices = sorted(rows["device"].unique())
-    figure, axes = _panels(len(devices))
-    for ax, device in zip(axes, devices):
-        chosen, variant = _most_common_variant(rows[rows["device"] == device])
-        mine = chosen.groupby(["model", "resolution"], as_index=False).agg(
-            miou_pct=("miou_pct", "mean"), latency_ms_median=("latency_ms_median", "median"))
-        for label, row in zip(_point_labels(mine), mine.itertuples()):
-            ax.scatter(row.latency_ms_median, row.miou_pct, color=colors[row.model], s=40,
-                       marker=model_marker(row.model))
-            ax.annotate(label, (row.latency_ms_median, row.miou_pct), fontsize="x-small",
-                        xytext=(4, 3), textcoords="offset points")
-        front = pareto_front(zip(mine["latency_ms_median"], mine["miou_pct"]))
-        ax.step(*zip(*front), where="post", color="black", linestyle="--", linewidth=1)
-        ax.scatter(*zip(*front), s=140, facecolors="none", edgecolors="black",
-                   label="Pareto front: no other point is both faster and more accurate")
-        _log_if_wide(ax, mine["latency_ms_median"], "x")
-        ax.set_xlabel("latency per batch, median (ms)")
+        return None, ""
+    panels, left_out_note = _panels_of(rows, ["device", "pixels", "resolution"])
+    figure, axes = _grid(len(panels))
+    labelled, jobs, counters, left_out = [], [], set(), 0
+    for ax, ((device, _, resolution), chosen, variant) in zip(axes, panels):
+        chosen, counter, dropped = _one_counter(chosen, "peak_memory_mib")
+        counters.add(counter)
+        left_out += dropped
+        points = _points(chosen)
+        for point in points:
+            _draw_point(ax, point.memory, point.latency, None, _latency_errors(point), point.model, colors)
+            jobs.append(point.jobs)
+        labelled.append((ax, _label(ax, [p.memory for p in points], [p.latency for p in points],
+                                    [p.model for p in points])))
+        _log_if_wide(ax, [p.memory for p in points], "x")
+        _log_if_wide(ax, [p.latency for p in points], "y")
+        ax.margins(0.12)
+        ax.set_xlabel(f"peak memory, one forward pass (MiB)\ncounter: {_counter_name(counter)}")
+        ax.set_ylabel("latency per batch (ms)")
+        ax.set_title(f"{device}, {resolution}, {variant}", fontsize="medium")
+        ax.grid(True, which="both", alpha=0.3)
+    figure.suptitle("Latency against memory")
+    _legend_outside(figure, axes)
+    _place_labels(figure, labelled)
+    caption = ("Latency per batch against peak memory of one forward pass, a panel per device and "
+               "resolution at its most common batch size, precision and backend; one point per model "
+               "(its most-run configuration; memory: the median of its jobs). "
+               f"{LATENCY_METHOD}; {_n_text(jobs, 'job')}. Memory counted by: "
+               f"{'; '.join(sorted(c or 'not recorded' for c in counters))} (one counter per panel, named on its axis).")
+    if left_out:
+        caption += f" {left_out} rows counted by another method are left out."
+    return figure, f"{caption}{left_out_note} {MARKER_CAPTION}"
+
+
+def _reason(model: str, reason: str) -> str:
+    """A shortfall without its model name and its requirement: '1 seed', '3 training steps'."""
+    reason = re.sub(rf"^{re.escape(model)}:? ", "", reason)
+    return re.sub(r" \(needs[^)]*\)", "", reason)
+
+
+def not_a_ranking_note(points: list[Point]) -> str:
+    """'' when every point's accuracy meets the evidence bar, else the note that says the panel
+    ranks nothing, with the weakest point's reasons as the example."""
+    short = [p for p in points if p.short]
+    if not short:
+        return ""
+    weakest = max(short, key=lambda p: len(p.short))
+    example = ", ".join(_reason(weakest.model, r) for r in weakest.short)
+    return f"accuracy below the evidence bar (e.g. {example}): {NOT_A_RANKING}"
+
+
+def accuracy_latency_figure(current: pd.DataFrame, colors: dict,
+                            bar: EvidenceBar | None = None) -> tuple[Figure | None, str]:
+    """mIoU against latency per batch, a panel per device, data set and resolution (every one
+    measured), one point per model: its seeds' mean mIoU with the t interval, and its latency
+    interval. The Pareto front is drawn only in a panel whose every model meets the evidence bar
+    (``bar``; conf/published.yaml's by default), and there overlapping latency intervals are ties;
+    elsewhere the panel says it is not a ranking. Returns the figure and its caption."""
+    rows = _ok(current, "miou_pct", "latency_ms_median", "pixels")
+    if rows.empty:
+        return None, ""
+    bar = bar or evidence_bar()
+    panels, left_out_note = _panels_of(rows, ["device", "dataset", "pixels", "resolution"])
+    figure, axes = _grid(len(panels))
+    labelled, seeds, jobs, fronts = [], [], [], 0
+    for ax, ((device, dataset, _, resolution), chosen, variant) in zip(axes, panels):
+        points = _points(chosen, bar)
+        for point in points:
+            yerr = None if point.seeds < 2 else _errors(point.miou, point.miou_low, point.miou_high)
+            _draw_point(ax, point.latency, point.miou, _latency_errors(point), yerr, point.model, colors)
+            seeds.append(point.seeds)
+            jobs.append(point.jobs)
+        labelled.append((ax, _label(ax, [p.latency for p in points], [p.miou for p in points],
+                                    [p.model for p in points])))
+        note = not_a_ranking_note(points)
+        if not note:
+            fronts += 1
+            front = sorted((points[i] for i in interval_pareto_front(
+                [(*p.latency_interval(), p.miou) for p in points])), key=lambda p: (p.latency, p.miou))
+            # Rings, no connecting line: with latency ties the front need not fall as latency rises.
+            ax.plot([p.latency for p in front], [p.miou for p in front], linestyle="none", marker="o",
+                    markersize=14, markerfacecolor="none", markeredgecolor="black", zorder=1, gid=FRONT_GID,
+                    label="Pareto front (ringed; latency ties kept)")
+        _log_if_wide(ax, [p.latency for p in points], "x")
+        ax.margins(0.12)
+        ax.set_xlabel("latency per batch (ms)")
         ax.set_ylabel("mIoU (%), mean over seeds")
-        ax.set_title(f"{device} ({variant})")
+        title = f"{device}, {dataset} {resolution}, {variant}"
+        if note:
+            title += "\n" + textwrap.fill(note, 60)
+        ax.set_title(title, fontsize="medium", color="firebrick" if note else "black")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
     figure.suptitle("Accuracy against latency")
-    return figure
+    _legend_outside(figure, axes)
+    _place_labels(figure, labelled)
+    caption = (f"mIoU against latency per batch, a panel per device, data set and resolution at its most "
+               f"common batch size, precision and backend; one point per model (its most-run "
+               f"configuration). mIoU: the mean over seeds with the {CONFIDENCE:.0%} t interval of the "
+               f"mean (no bar for one seed; {_n_text(seeds, 'seed')}). {LATENCY_METHOD}; "
+               f"{_n_text(jobs, 'job')}. Black rings, the Pareto front, are drawn only where every "
+               f"model's accuracy meets the evidence bar ({bar.min_seeds} seeds, {bar.min_train_steps} "
+               f"training steps, a learning curve gaining under {bar.plateau_points:g} points in its "
+               f"last quarter): a point is off it only when another is at least as accurate and its "
+               f"whole latency interval is below this one's. Panels short of the bar say "
+               f"'{NOT_A_RANKING}' ({len(panels) - fronts} of {len(panels)} here).{left_out_note} {MARKER_CAPTION}")
+    return figure, caption
+
+
+def evidence_bar() -> EvidenceBar:
+    """conf/published.yaml's evidence bar (imported here: published.py reads the tables module)."""
+    from bench.report.published import load_published
+    return EvidenceBar.from_published(load_published())
+
+
+def _training_batches(rows: pd.DataFrame) -> str:
+    """'training batch 4' (or '4, 8') as the rows' configs set it (``train.batch_size``, also the
+    evaluation batch)."""
+    batches = set()
+    for config in rows["config"].drop_duplicates():
+        batch = (json.loads(config).get("train") or {}).get("batch_size") if config else None
+        if isinstance(batch, (int, float)):
+            batches.add(batch)
+    if not batches:
+        return "training batch not recorded"
+    return "training batch " + ", ".join(f"{b:g}" for b in sorted(batches))
 
 
 #: Learning curves drawn per model and panel at most (the first seeds): more lines hide each other.
@@ -209,7 +583,7 @@ def learning_curve_figure(current: pd.DataFrame, colors: dict) -> tuple[Figure |
         ax.set_xscale("log")
         ax.set_xlabel("training time (s, validation passes excluded)")
         ax.set_ylabel("validation mIoU (%)")
-        ax.set_title(f"{dataset}, {resolution}")
+        ax.set_title(f"{dataset}, {resolution}, {_training_batches(mine)}")
         ax.grid(True, which="both", alpha=0.3)
     figure.suptitle("Learning curves")
     _legend_outside(figure, axes)
@@ -242,7 +616,9 @@ def iou_heatmap_figures(current: pd.DataFrame) -> dict[str, Figure]:
                             color="white" if value < 60 else "black")
         ax.set_xlabel("class")
         ax.set_ylabel("model")
-        ax.set_title(f"Per-class IoU, {dataset} ({', '.join(sorted(mine['split'].unique()))})")
+        resolutions = ", ".join(mine.drop_duplicates("pixels").sort_values("pixels")["resolution"])
+        ax.set_title(f"Per-class IoU, {dataset} ({', '.join(sorted(mine['split'].unique()))}), "
+                     f"{resolutions}, {_training_batches(mine)}")
         figure.colorbar(image, ax=ax, label="IoU (%)")
         figures[str(dataset)] = figure
     return figures
@@ -307,35 +683,46 @@ def dataset_sample_png(current: pd.DataFrame, path: Path, cache_dir: Path) -> tu
     return path, ""
 
 
-def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
-    """Draw every figure the rows support into ``out_dir``: ([(file name, caption)], [notes])."""
+def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path,
+                bar: EvidenceBar | None = None) -> tuple[list[tuple[str, str]], list[str]]:
+    """Draw every figure the rows support into ``out_dir``: ([(file name, caption)], [notes]);
+    ``bar``: the evidence bar a Pareto front needs (conf/published.yaml's by default)."""
     colors = model_colors(current["model"])
     curves, curves_note = learning_curve_figure(current, colors)
+    latency, latency_method = scaling_figure(
+        current, colors, "latency_ms_median", "latency per batch (ms)", "Latency against input size")
+    train_latency, train_latency_method = scaling_figure(
+        current, colors, "train_latency_ms_median", "training step per batch (ms)",
+        "Training-step latency against input size")
+    memory, memory_method = scaling_figure(
+        current, colors, "peak_memory_mib", "peak memory, one forward pass (MiB)", "Memory against input size")
+    train_memory, train_memory_method = scaling_figure(
+        current, colors, "train_peak_memory_mib", "peak memory, one training step (MiB)",
+        "Training memory against input size")
+    latency_memory, latency_memory_caption = latency_memory_figure(current, colors)
+    accuracy, accuracy_caption = accuracy_latency_figure(current, colors, bar)
+    per_device = ("a line per model, a panel per device at its most common batch size, precision and "
+                  "backend.")
     figures: list[tuple[str, Figure | None, str]] = [
-        ("latency_vs_resolution.png",
-         scaling_figure(current, colors, "latency_ms_median", "latency per batch, median (ms)",
-                        "Latency against input size"),
-         "Latency per batch against input resolution, per device."),
-        ("train_latency_vs_resolution.png",
-         scaling_figure(current, colors, "train_latency_ms_median",
-                        "training step per batch, median (ms)", "Training-step latency against input size"),
+        ("latency_vs_resolution.png", latency,
+         f"Latency per batch against input resolution, {per_device} {latency_method}"),
+        ("train_latency_vs_resolution.png", train_latency,
          "One training step (forward, cross-entropy, backward, optimizer step) per batch against "
-         "input resolution, per device."),
-        ("memory_vs_resolution.png",
-         scaling_figure(current, colors, "peak_memory_mib", "peak memory, one forward pass (MiB)",
-                        "Memory against input size"),
-         "Peak memory of one forward pass against input resolution, per device."),
-        ("train_memory_vs_resolution.png",
-         scaling_figure(current, colors, "train_peak_memory_mib", "peak memory, one training step (MiB)",
-                        "Training memory against input size"),
+         f"input resolution, {per_device} {train_latency_method}"),
+        ("memory_vs_resolution.png", memory,
+         f"Peak memory of one forward pass against input resolution, {per_device} {memory_method}"),
+        ("train_memory_vs_resolution.png", train_memory,
          "Peak memory of one training step (weights, gradients, optimizer state, activations) "
-         "against input resolution, per device."),
+         f"against input resolution, {per_device} {train_memory_method}"),
+        ("latency_vs_memory.png", latency_memory, latency_memory_caption),
+        ("accuracy_vs_latency.png", accuracy, accuracy_caption),
         ("latency_per_backend.png", backend_latency_figure(current),
-         "Latency per batch of each model on each deployment backend that passed parity (fp32)."),
+         "Latency per batch of each model on each deployment backend that passed parity (fp32): the "
+         "newest job's median, with the median's distribution-free 95% interval as the error bar "
+         "(none where too few calls gave one); n = 1 job per bar."),
         ("params_vs_flops.png", params_flops_figure(current, colors),
-         f"Parameters against FLOPs (log-log). {MARKER_CAPTION}"),
-        ("accuracy_vs_latency.png", accuracy_latency_figure(current, colors),
-         f"mIoU against latency; the dashed step line is the Pareto front. {MARKER_CAPTION}"),
+         f"Parameters against FLOPs per image (log-log), one point per model (the median of its jobs; "
+         f"deterministic counts). {MARKER_CAPTION}"),
         ("learning_curves.png", curves,
          "Validation mIoU against training time, one line per run (a model's seeds share a colour)."),
     ]
@@ -361,12 +748,17 @@ def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[
 KEPT_FIGURE_SETS = 3
 
 
-def _figures_key(current: pd.DataFrame) -> str:
-    """The rows' values and the drawing code: the same key, the same figures."""
-    code = b"".join(path.read_bytes() for path in (Path(__file__), Path(__file__).with_name("deployment.py")))
+#: The modules whose code decides what the figures show (drawing, folding, the front, the bar).
+DRAWING_CODE = ("plots.py", "deployment.py", "pareto.py", "evidence.py", "repeats.py")
+
+
+def _figures_key(current: pd.DataFrame, bar: EvidenceBar) -> str:
+    """The rows' values, the evidence bar and the drawing code: the same key, the same figures."""
+    code = b"".join(Path(__file__).with_name(name).read_bytes() for name in DRAWING_CODE)
     rows = pd.util.hash_pandas_object(current, index=False).values.tobytes()
     names = json.dumps(list(current.columns)).encode()
-    return hashlib.sha1(rows + names + code + matplotlib.__version__.encode()).hexdigest()[:16]
+    versions = f"{matplotlib.__version__} {adjustText.__version__} {dataclasses.astuple(bar)}".encode()
+    return hashlib.sha1(rows + names + code + versions).hexdigest()[:16]
 
 
 def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -376,11 +768,12 @@ def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[
     Drawing is most of a large report's time, so the figures are drawn once per set of rows (and
     drawing code) into ``cache_dir/figures/<key>/`` and copied from there by later reports.
     """
+    bar = evidence_bar()
     figure_sets = cache_dir / "figures"
-    drawn_dir = figure_sets / _figures_key(current)
+    drawn_dir = figure_sets / _figures_key(current, bar)
     manifest = drawn_dir / "figures.json"
     if not manifest.exists():
-        drawn, notes = _draw_plots(current, drawn_dir, cache_dir)
+        drawn, notes = _draw_plots(current, drawn_dir, cache_dir, bar)
         atomic_write_text(manifest, json.dumps({"figures": drawn, "notes": notes}))
         for old in sorted(figure_sets.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_FIGURE_SETS]:
             shutil.rmtree(old, ignore_errors=True)
