@@ -7,7 +7,8 @@ import os
 import pandas as pd
 import pytest
 
-from bench.report import load_frame, pareto_front, write_report
+from bench.report import load_frame, write_report
+from bench.report.pareto import Interval, front
 from bench.schema import ResultRow
 from bench.store import ResultStore
 
@@ -123,9 +124,20 @@ def test_empty_results_dir(tmp_path):
     assert "No result rows" in page and "make bench" in page
 
 
-def test_pareto_front():
-    points = [(10, 0.5), (20, 0.6), (15, 0.4), (30, 0.6), (5, 0.3), (20, 0.55), (5, 0.3)]
-    # (15, 0.4) is slower and worse than (10, 0.5); (30, 0.6) ties (20, 0.6) on accuracy but is
-    # slower; (20, 0.55) is as fast as (20, 0.6) and less accurate; the duplicate counts once.
-    assert pareto_front(points) == [(5, 0.3), (10, 0.5), (20, 0.6)]
-    assert pareto_front([]) == []
+def test_pareto_front_counts_a_difference_only_where_intervals_do_not_overlap():
+    def point(low, high, miou, miou_low=None, miou_high=None):
+        accuracy = Interval.exact(miou) if miou_low is None else Interval(miou, miou_low, miou_high)
+        return Interval((low + high) / 2, low, high), accuracy
+
+    points = [point(9, 11, 50),        # 0: fastest and most accurate
+              point(10, 12, 40),       # 1: latency tie with 0, clearly less accurate: dominated
+              point(20, 22, 40),       # 2: clearly slower and less accurate: dominated
+              point(12, 13, 50),       # 3: as accurate as 0, which is clearly faster: dominated
+              point(10, 12, 45, 38, 52),  # 4: ties 0 on latency and on accuracy (intervals): stays
+              point(25, 26, 60)]       # 5: the most accurate
+    assert front(points) == [0, 4, 5]
+    assert front([]) == []
+    assert front([point(5, 5, 30), point(5, 5, 30)]) == [0, 1]   # equal points dominate nothing
+    # Exact values (no intervals) give the classic front.
+    classic = [point(10, 10, 50), point(20, 20, 60), point(15, 15, 40), point(30, 30, 60), point(5, 5, 30)]
+    assert front(classic) == [4, 0, 1]

@@ -12,7 +12,6 @@ from matplotlib.container import ErrorbarContainer
 from bench.report import plots
 from bench.report.evidence import EvidenceBar
 from bench.report.frame import rows_to_frame
-from bench.report.pareto import interval_pareto_front
 from tests.test_report import make_row
 
 RESOLUTIONS = [(96, 128), (192, 256), (360, 480)]
@@ -149,18 +148,6 @@ def test_a_model_short_of_the_bar_withholds_the_front_for_its_panel():
     [ax] = figure.axes
     assert not [line for line in ax.get_lines() if line.get_gid() == plots.FRONT_GID]
     assert "e.g. 50 training steps): not a ranking" in " ".join(ax.get_title().split())
-
-
-def test_interval_pareto_front_treats_overlapping_latencies_as_ties():
-    points = [(9, 11, 0.5),     # 0: fastest and most accurate
-              (10, 12, 0.4),    # 1: overlaps 0: a tie, stays
-              (20, 22, 0.4),    # 2: 0 is more accurate and wholly faster: dominated
-              (12, 13, 0.5),    # 3: as accurate as 0, which is wholly faster (11 < 12): dominated
-              (11, 11, 0.45),   # 4: no interval; touches 0's high (11 < 11 is false): a tie
-              (25, 26, 0.6)]    # 5: most accurate
-    assert interval_pareto_front(points) == [0, 1, 4, 5]
-    assert interval_pareto_front([]) == []
-    assert interval_pareto_front([(5, 5, 0.3), (5, 5, 0.3)]) == [0, 1]   # equal points dominate nothing
 
 
 def test_labels_of_near_identical_models_do_not_overlap():

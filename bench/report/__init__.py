@@ -1,9 +1,8 @@
 """The report: summaries, Markdown tables, plots and a self-contained HTML page, from stored rows.
 
-    python -m bench.report [--results-dir results]      (what `make report` runs)
+    python -m bench.report [--results-dir results] [report.latency_budget_ms=50]   (what `make report` runs)
 """
 from bench.report.build import write_outputs, write_report
 from bench.report.frame import load_frame
-from bench.report.pareto import pareto_front
 
-__all__ = ["load_frame", "pareto_front", "write_outputs", "write_report"]
+__all__ = ["load_frame", "write_outputs", "write_report"]

@@ -29,6 +29,7 @@ from bench.report.config import ReportConfig
 from bench.report.evidence import EvidenceBar, evidence_gaps
 from bench.report.html import esc, table_html
 from bench.report.neutral import markdown_text
+from bench.report.pareto import Interval, front as undominated, overlap
 from bench.report.repeats import spread
 from bench.report.tables import latency_cell, memory_method, to_markdown
 
@@ -38,17 +39,6 @@ PERCENT = 100.0
 #: torchvision's published accuracy (conf/published.yaml ``torchvision_weights``): COCO val2017
 #: images with the 20 VOC categories.
 TORCHVISION_DATASET = "COCO val2017 (VOC labels)"
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A figure with its 95% interval; ``low == high == value`` where there is none."""
-    value: float
-    low: float
-    high: float
-
-    def clearly_below(self, other: "Interval") -> bool:
-        return self.high < other.low
 
 
 @dataclass(frozen=True)
@@ -95,7 +85,7 @@ def _latency(rows: pd.DataFrame) -> Interval:
         median = float(row["latency_ms_median"])
         low, high = row.get("latency_ms_ci_low"), row.get("latency_ms_ci_high")
         if pd.isna(low) or pd.isna(high):
-            return Interval(median, median, median)
+            return Interval.exact(median)
         return Interval(median, float(low), float(high))
     folded = spread(rows["latency_ms_median"])
     return Interval(folded.mean, folded.low, folded.high)
@@ -147,7 +137,7 @@ def _use_published(candidates: list[Candidate], keys: dict[str, str], figures: d
         on_basis = [f for f in mine if f["dataset"] == dataset]
         if on_basis:
             f = on_basis[0]
-            candidate.accuracy = Accuracy(Interval(f["value"], f["value"], f["value"]),
+            candidate.accuracy = Accuracy(Interval.exact(f["value"]),
                                           f"published: {f['dataset']} {f['split']}, {f['source']}")
         elif mine:
             f = mine[0]
@@ -159,22 +149,14 @@ def _use_published(candidates: list[Candidate], keys: dict[str, str], figures: d
             "of these rows")
 
 
-def dominates(a: Candidate, b: Candidate) -> bool:
-    """``a`` is clearly better than ``b`` on latency or accuracy and not clearly worse on the other."""
-    faster, slower = a.latency.clearly_below(b.latency), b.latency.clearly_below(a.latency)
-    if a.accuracy is None or b.accuracy is None:
-        return False
-    better, worse = b.accuracy.miou.clearly_below(a.accuracy.miou), a.accuracy.miou.clearly_below(b.accuracy.miou)
-    return (faster and not worse) or (better and not slower)
-
-
 def front(candidates: list[Candidate]) -> list[Candidate]:
-    """The candidates with known accuracy that no other candidate dominates, fastest first; with
-    no accuracy known at all, the fastest (and those tied with it): the pick by cost alone."""
+    """The candidates with known accuracy that no other candidate dominates (``bench.report.pareto``),
+    fastest first; with no accuracy known at all, the fastest (and those tied with it): the pick
+    by cost alone."""
     known = [c for c in candidates if c.accuracy is not None]
     if not known:
         return _ties(candidates[0], candidates, lambda c: c.latency)
-    return [c for c in known if not any(dominates(o, c) for o in known if o is not c)]
+    return [known[i] for i in undominated([(c.latency, c.accuracy.miou) for c in known])]
 
 
 def _names(candidates: list[Candidate]) -> str:
@@ -183,8 +165,7 @@ def _names(candidates: list[Candidate]) -> str:
 
 def _ties(best: Candidate, others: list[Candidate], key) -> list[Candidate]:
     """``best`` and the ``others`` whose interval of ``key`` overlaps it."""
-    return [c for c in others if c is best or not (key(c).clearly_below(key(best))
-                                                   or key(best).clearly_below(key(c)))]
+    return [c for c in others if c is best or overlap(key(c), key(best))]
 
 
 def pick(candidates: list[Candidate], config: ReportConfig) -> tuple[list[Candidate], str]:
@@ -285,8 +266,7 @@ def front_table(answer: Answer) -> pd.DataFrame:
     and the accuracy it was picked on; ties marked."""
     records = []
     for c in answer.front:
-        tied = [o.model for o in answer.front if o is not c and not (
-            o.latency.clearly_below(c.latency) or c.latency.clearly_below(o.latency))]
+        tied = [o.model for o in answer.front if o is not c and overlap(o.latency, c.latency)]
         records.append({
             "latency budget per batch": f"≥ {significant(c.latency.high)} ms",
             "pick": c.model + (f" (tie on latency with {', '.join(tied)})" if tied else ""),

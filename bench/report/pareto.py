@@ -1,34 +1,47 @@
-"""The accuracy/latency Pareto front: lower latency and higher mIoU are both better."""
+"""The accuracy/latency Pareto front with intervals: lower latency and higher mIoU are both better,
+and a difference counts only where the two intervals do not overlap.
+
+One rule for the page's picks (``bench.report.answer``) and its accuracy-against-latency figure.
+"""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 
-def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The non-dominated (latency, miou) points, by increasing latency.
+@dataclass(frozen=True)
+class Interval:
+    """A figure with its 95% interval; ``low == high == value`` where there is none (a published
+    figure, a deterministic count), which makes every difference a clear one."""
+    value: float
+    low: float
+    high: float
 
-    A point is dominated when another is at least as fast and at least as accurate, and
-    strictly better in one of the two. Duplicate points are returned once.
-    """
-    # Fastest first, and at equal latency the most accurate first, so a single sweep keeps a
-    # point exactly when it is more accurate than every faster (or equally fast) point.
-    front: list[tuple[float, float]] = []
-    for latency, miou in sorted(set(points), key=lambda p: (p[0], -p[1])):
-        if not front or miou > front[-1][1]:
-            front.append((latency, miou))
-    return front
+    @classmethod
+    def exact(cls, value: float) -> "Interval":
+        return cls(value, value, value)
+
+    def clearly_below(self, other: "Interval") -> bool:
+        return self.high < other.low
 
 
-def interval_pareto_front(points: Sequence[tuple[float, float, float]]) -> list[int]:
-    """The indices of the non-dominated (latency_low, latency_high, miou) points, by increasing
-    latency interval; (low, high) is a point's latency interval (low = high = its latency when it
-    has none).
+def overlap(a: Interval, b: Interval) -> bool:
+    """Neither clearly below the other: a tie."""
+    return not (a.clearly_below(b) or b.clearly_below(a))
 
-    A point is dominated only when another is at least as accurate and *surely* faster: that
-    one's whole latency interval lies below this one's (its high < this low). Overlapping
-    intervals are a tie, not a win, so both can stay on the front.
-    """
-    return sorted((i for i, (low, high, miou) in enumerate(points)
-                   if not any(other_miou >= miou and other_high < low
-                              for other_low, other_high, other_miou in points)),
-                  key=lambda i: (points[i][0], points[i][1], -points[i][2]))
+
+def dominates(a: tuple[Interval, Interval], b: tuple[Interval, Interval]) -> bool:
+    """(latency, accuracy) ``a`` beats ``b``: clearly faster and not clearly less accurate, or
+    clearly more accurate and not clearly slower."""
+    (a_latency, a_accuracy), (b_latency, b_accuracy) = a, b
+    faster, slower = a_latency.clearly_below(b_latency), b_latency.clearly_below(a_latency)
+    better, worse = b_accuracy.clearly_below(a_accuracy), a_accuracy.clearly_below(b_accuracy)
+    return (faster and not worse) or (better and not slower)
+
+
+def front(points: Sequence[tuple[Interval, Interval]]) -> list[int]:
+    """The indices of the (latency, accuracy) points no other point dominates, fastest first.
+    Ties (overlapping intervals) stay on the front together."""
+    kept = [i for i, point in enumerate(points)
+            if not any(dominates(other, point) for j, other in enumerate(points) if j != i)]
+    return sorted(kept, key=lambda i: (points[i][0].value, -points[i][1].value))

@@ -40,7 +40,7 @@ from bench.paths import safe_name
 from bench.report.deployment import backend_latency_figure
 from bench.report.evidence import EvidenceBar, shortfalls
 from bench.report.frame import IOU_PREFIX, iou_columns
-from bench.report.pareto import interval_pareto_front
+from bench.report.pareto import Interval, front as undominated
 from bench.report.contenders import TORCHVISION_MODELS
 from bench.report.repeats import CONFIDENCE, repeat_groups, spread
 
@@ -373,11 +373,11 @@ class Point:
     seeds: int = 0
     short: tuple[str, ...] = ()   # why its accuracy falls short of the evidence bar; () when it meets it
 
-    def latency_interval(self) -> tuple[float, float]:
-        """(low, high); the latency itself at both ends when there is no interval."""
-        if math.isnan(self.latency_low) or math.isnan(self.latency_high):
-            return self.latency, self.latency
-        return self.latency_low, self.latency_high
+    def intervals(self) -> tuple[Interval, Interval]:
+        """(latency, mIoU) with their intervals, for the Pareto front; a figure without one is exact."""
+        def interval(value: float, low: float, high: float) -> Interval:
+            return Interval.exact(value) if math.isnan(low) or math.isnan(high) else Interval(value, low, high)
+        return interval(self.latency, self.latency_low, self.latency_high), interval(self.miou, self.miou_low, self.miou_high)
 
 
 def _points(rows: pd.DataFrame, bar: EvidenceBar | None = None) -> list[Point]:
@@ -507,12 +507,11 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict,
         note = not_a_ranking_note(points)
         if not note:
             fronts += 1
-            front = sorted((points[i] for i in interval_pareto_front(
-                [(*p.latency_interval(), p.miou) for p in points])), key=lambda p: (p.latency, p.miou))
+            front = [points[i] for i in undominated([p.intervals() for p in points])]
             # Rings, no connecting line: with latency ties the front need not fall as latency rises.
             ax.plot([p.latency for p in front], [p.miou for p in front], linestyle="none", marker="o",
                     markersize=14, markerfacecolor="none", markeredgecolor="black", zorder=1, gid=FRONT_GID,
-                    label="Pareto front (ringed; latency ties kept)")
+                    label="Pareto front (ringed; ties kept)")
         _log_if_wide(ax, [p.latency for p in points], "x")
         ax.margins(0.12)
         ax.set_xlabel("latency per batch (ms)")
@@ -532,8 +531,10 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict,
                f"{_n_text(jobs, 'job')}. Black rings, the Pareto front, are drawn only where every "
                f"model's accuracy meets the evidence bar ({bar.min_seeds} seeds, {bar.min_train_steps} "
                f"training steps, a learning curve gaining under {bar.plateau_points:g} points in its "
-               f"last quarter): a point is off it only when another is at least as accurate and its "
-               f"whole latency interval is below this one's. Panels short of the bar say "
+               f"last quarter): a point is off it only when another is clearly faster (the latency "
+               f"intervals do not overlap) and not clearly less accurate (the mIoU intervals), or "
+               f"clearly more accurate and not clearly slower; the rule of the page's picks. Panels "
+               f"short of the bar say "
                f"'{NOT_A_RANKING}' ({len(panels) - fronts} of {len(panels)} here).{left_out_note} {MARKER_CAPTION}")
     return figure, caption
 
