@@ -147,14 +147,22 @@ def methods_html(current: pd.DataFrame) -> str:
                   if not iters.empty else "none recorded")
     items = [
         ("Parameters", "<code>params_total</code>: every registered parameter (trainable and not); "
-                       "buffers such as BatchNorm running statistics are not parameters."),
+                       "buffers such as BatchNorm running statistics are not parameters. For the "
+                       "adversarial model, size, FLOPs, memory and latency are the segmentor's alone "
+                       "(inference never runs the adversary), whose size is stored apart "
+                       "(<code>adversary_params_total</code>); its training step trains both."),
         ("FLOPs", f"counted by {esc(distinct(ok['flop_counter']))}; unit: {esc(distinct(ok['flop_unit']))}."),
         ("Latency", f"{esc(distinct(ok['warmup_iters']))} warm-up iterations, then each iteration timed "
-                    f"on its own with {esc(distinct(ok['timer']))} until at least "
-                    f"{esc(_min_run_times(ok))} of timed iterations and the minimum count were reached "
-                    f"({iter_range} iterations per row); reported: median per batch with the "
-                    "interquartile range (IQR), 90th percentile, and throughput = batch size / median."),
-        ("Memory", f"one inference forward pass, counted by {esc(distinct(ok['memory_counter']))}; "
+                    f"on its own with {esc(distinct(ok['timer']))}, at least "
+                    f"{esc(_min_run_times(ok))} of timed iterations and the minimum count, until the "
+                    "median's 95% interval is within <code>measure.rel_ci</code> of it or "
+                    f"<code>measure.max_run_time</code> is reached ({iter_range} iterations per row); "
+                    "reported: median per batch with its distribution-free 95% interval (order "
+                    "statistics) and n, 90th percentile, and throughput = batch size / median."),
+        ("Memory", "one inference forward pass; every memory column names its method: "
+                   "<i>allocator</i> (PyTorch's allocator: the CUDA peak, or on the CPU the profiler's "
+                   "allocation events) or <i>resident-set growth</i> (ONNX Runtime, whose allocator "
+                   f"exposes no statistics). Counters in these rows: {esc(distinct(ok['memory_counter']))}; "
                    "peak = weights + input + activation peak; activation = peak above the "
                    "pre-forward baseline, operator workspaces included. On CPU the activation "
                    "tensors alone (what operators return, without their internal buffers) are "

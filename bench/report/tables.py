@@ -90,6 +90,7 @@ def jobs_table(current: pd.DataFrame) -> pd.DataFrame:
         columns={"batch_size": "batch"})
     for name, (values, digits) in numbers.items():
         table[name] = pd.to_numeric(values, errors="coerce").astype(float).round(digits)
+    table.insert(table.columns.get_loc("peak MiB") + 1, "memory method", rows["memory_counter"].map(memory_method))
     table["status"], table["job_key"] = rows["status"], rows["job_key"]
     return table.reset_index(drop=True)
 
