@@ -2,7 +2,6 @@
 and the training-step record says it covers both networks' alternating updates."""
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from bench.jobspec import JobSpec
 from bench.measure.latency import TimingConfig
@@ -10,26 +9,14 @@ from bench.measure.size import model_size
 from bench.profile import WindowOptions, adversary_fields, inference_part, profile_model
 from bench.schema import SCHEMA_VERSION, ResultRow
 from models.adversarial import Adversary, AdversarialSegmentor
-from tests.conftest import ROOT
-from tests.test_train import CLASSES, IGNORE, TinySegmenter
+from tests.test_train import CLASSES, IGNORE, TinySegmenter, job_config, one_thread  # noqa: F401 (autouse)
 
 FAST = TimingConfig(warmup_iters=0, min_run_time=0.0, min_iters=2, max_iters=2)
 CPU = torch.device("cpu")
 NO_ENERGY = WindowOptions(energy=False)   # a 10-second energy window would measure nothing here
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def job_config(*overrides: str):
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        return compose("config", ["model=adversarial", "dataset=synthetic", "resolution=16x16",
-                                  "train=adversarial", *overrides])
+ADVERSARIAL = ("model=adversarial", "resolution=16x16", "train=adversarial")
 
 
 def tiny_adversarial() -> AdversarialSegmentor:
@@ -47,7 +34,7 @@ def test_inference_part_is_the_segmentor_and_other_models_are_whole():
 def test_profile_counts_the_segmentor_and_records_the_adversary_apart(tmp_path):
     model = tiny_adversarial()
     segmentor, adversary = model_size(model.segmentor), model_size(model.adversary)
-    cfg = job_config()
+    cfg = job_config(*ADVERSARIAL)
     fields = profile_model(model, JobSpec.from_config(cfg), CLASSES, 3, CPU, FAST, 1, train_cfg=cfg.train,
                            ignore_index=IGNORE, cache_dir=tmp_path, peak_flops=False, windows=NO_ENERGY)
     assert "status" not in fields
@@ -72,7 +59,7 @@ def test_profile_counts_the_segmentor_and_records_the_adversary_apart(tmp_path):
 
 
 def test_a_plain_model_says_its_training_step_is_the_whole_models(tmp_path):
-    cfg = job_config("model=unet", "train=default")
+    cfg = job_config(*ADVERSARIAL, "model=unet", "train=default")
     fields = profile_model(TinySegmenter(), JobSpec.from_config(cfg), CLASSES, 3, CPU, FAST, 1,
                            train_cfg=cfg.train, ignore_index=IGNORE, cache_dir=tmp_path, peak_flops=False,
                            windows=NO_ENERGY)
@@ -87,7 +74,7 @@ def test_on_cuda_the_forward_peak_leaves_the_adversary_off_the_device(tmp_path):
     torch.manual_seed(0)
     model = AdversarialSegmentor(TinySegmenter(), Adversary(CLASSES, "product", field_of_view="large"))
     adversary = model_size(model.adversary)
-    cfg = job_config("device=cuda")
+    cfg = job_config(*ADVERSARIAL, "device=cuda")
     device = torch.device("cuda")
     fields = profile_model(model, JobSpec.from_config(cfg), CLASSES, 3, device, FAST, 1, train_cfg=cfg.train,
                            ignore_index=IGNORE, cache_dir=tmp_path, peak_flops=False, windows=NO_ENERGY)

@@ -308,6 +308,32 @@ def caveat_text(answer: Answer) -> str:
             "No pick or ranking is drawn from it.")
 
 
+def _parts(answer: Answer) -> list[tuple[str, object]]:
+    """One setting's answer as (kind, content) parts, in reading order, for either renderer."""
+    parts: list[tuple[str, object]] = [("heading", answer.title)]
+    if answer.pick_text:
+        parts.append(("pick", answer.pick_text))
+    if caveat_text(answer):
+        parts.append(("caveat", caveat_text(answer)))
+    return parts + [("table", front_table(answer)), ("lines", _summary_lines(answer))]
+
+
+HTML = {
+    "heading": lambda text: f"<h3>{esc(text)}</h3>",
+    "pick": lambda text: f'<p class="pick"><b>{esc(text)}</b></p>',
+    "caveat": lambda text: f'<p class="notice">⚠ {esc(text)}</p>',
+    "table": table_html,
+    "lines": lambda lines: '<ul class="small">' + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>",
+}
+MARKDOWN = {
+    "heading": lambda text: f"## {markdown_text(text)}\n",
+    "pick": lambda text: f"**{markdown_text(text)}**\n",
+    "caveat": lambda text: f"> ⚠ {markdown_text(text)}\n",
+    "table": to_markdown,
+    "lines": lambda lines: "\n".join(f"- {markdown_text(line)}" for line in lines) + "\n",
+}
+
+
 def answer_html(answers_: list[Answer], config: ReportConfig) -> str:
     if not answers_:
         return ("<p>No setting has ok latency rows for two or more models yet: run a grid, e.g. "
@@ -315,32 +341,12 @@ def answer_html(answers_: list[Answer], config: ReportConfig) -> str:
     budget = ("" if config.latency_budget_ms is None and config.memory_budget_mib is None else
               " The budget set for this report (<code>report.latency_budget_ms</code>, "
               "<code>report.memory_budget_mib</code>) gives the pick in bold.")
-    parts = ["<p>Per setting, the models worth picking: each is the pick for latency budgets from "
+    intro = ("<p>Per setting, the models worth picking: each is the pick for latency budgets from "
              "the upper end of its 95% interval up to the next line's; models whose intervals overlap "
              "are ties. Set a budget with <code>python -m bench.report report.latency_budget_ms=50</code>."
-             + budget + "</p>"]
-    for answer in answers_:
-        parts.append(f"<h3>{esc(answer.title)}</h3>")
-        if answer.pick_text:
-            parts.append(f'<p class="pick"><b>{esc(answer.pick_text)}</b></p>')
-        caveat = caveat_text(answer)
-        if caveat:
-            parts.append(f'<p class="notice">⚠ {esc(caveat)}</p>')
-        parts.append(table_html(front_table(answer)))
-        parts.append("<ul class=\"small\">" + "".join(f"<li>{esc(line)}</li>" for line in _summary_lines(answer))
-                     + "</ul>")
-    return "\n".join(parts)
+             + budget + "</p>")
+    return "\n".join([intro] + [HTML[kind](content) for a in answers_ for kind, content in _parts(a)])
 
 
 def answer_markdown(answers_: list[Answer]) -> str:
-    parts = ["# Which model?\n"]
-    for answer in answers_:
-        parts.append(f"## {markdown_text(answer.title)}\n")
-        if answer.pick_text:
-            parts.append(f"**{markdown_text(answer.pick_text)}**\n")
-        caveat = caveat_text(answer)
-        if caveat:
-            parts.append(f"> ⚠ {markdown_text(caveat)}\n")
-        parts.append(to_markdown(front_table(answer)))
-        parts.append("\n".join(f"- {markdown_text(line)}" for line in _summary_lines(answer)) + "\n")
-    return "\n".join(parts)
+    return "\n".join(["# Which model?\n"] + [MARKDOWN[kind](content) for a in answers_ for kind, content in _parts(a)])
