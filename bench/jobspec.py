@@ -207,7 +207,7 @@ class JobSpec:
         height, width = parse_resolution(cfg.resolution)
         return cls(
             mode=cfg.mode,
-            model=model.pop("name"),
+            model=canonical_model(model.pop("name")),
             model_kwargs=model,
             dataset=cfg.dataset.name,
             device=cfg.device.name,
@@ -229,6 +229,29 @@ class JobSpec:
     def training_precision(self, device: torch.device) -> Precision:
         """How this job trains on ``device``: the precision axis applies to training too."""
         return Precision(device.type, self.autocast_dtype)
+
+
+def canonical_model(name: str) -> str:
+    """``name`` with registry aliases resolved (``tiramisu`` -> ``fcdensenet103``): one network,
+    one job. A name the registry does not know (yet: a plugin not imported) stays as it is, for
+    the model's own check to report."""
+    from models import UnknownModelError, resolve_name   # the registry imports every model's module
+    try:
+        return resolve_name(name)
+    except UnknownModelError:
+        return name
+
+
+#: The instruments a switch in ``measure`` turns off (conf/config.yaml), at their default: a row
+#: measured with one off lacks that instrument's columns, so it is another job. At the defaults
+#: nothing is added to the key, so rows written before instruments were keyed keep their jobs.
+INSTRUMENT_DEFAULTS = {"train_step": True, "peak_flops": True, "energy": True}
+
+
+def _instruments_off_default(cfg: DictConfig) -> dict[str, bool]:
+    measure = cfg.get("measure") or {}
+    return {name: bool(measure.get(name, default)) for name, default in INSTRUMENT_DEFAULTS.items()
+            if bool(measure.get(name, default)) != default}
 
 
 #: Train keys that decide only how often a resumable state is saved, not what is trained.
@@ -277,6 +300,9 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
         "eval_split": cfg.eval_split if spec.mode != "profile" else None,
         "checkpoint": cfg.checkpoint if spec.mode == "eval" else None,
     }
+    instruments = _instruments_off_default(cfg)
+    if instruments:
+        keyed["instruments"] = instruments
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
     backend_flag = {"eager": "", "compile": "_compiled"}.get(spec.backend, f"_{spec.backend}")
     flags = "".join(["_cl" if spec.channels_last else "", backend_flag,
@@ -290,11 +316,13 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
 def job_key(cfg: DictConfig) -> str:
     """A readable, stable name for the grid point: the same configuration, the same key.
 
-    Everything that changes a result goes in: the grid axes, the weight-initialisation ``seed``,
-    the full data set config, and for training runs the train config (its own ``seed`` included)
-    and the scored split. Left out: what only decides how a job runs or how finely a quantity is
-    sampled (``force``, ``isolate``, output paths, ``progress``, the timing loop's ``measure``,
-    how often the training state is saved).
+    Everything that changes a result goes in: the grid axes (the model by its canonical name, so
+    an alias is the same job), the weight-initialisation ``seed``, the full data set config, for
+    training runs the train config (its own ``seed`` included) and the scored split, and the
+    instruments switched off in ``measure`` (``INSTRUMENT_DEFAULTS``: which columns a row holds).
+    Left out: what only decides how a job runs or how finely a quantity is sampled (``force``,
+    ``isolate``, output paths, ``progress``, the timing loop's other ``measure`` settings, how
+    often the training state is saved).
     """
     return _key(cfg, with_seed=True)
 
