@@ -17,7 +17,7 @@ from bench.report.evidence import EvidenceBar
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.neutral import csv_safe, markdown_text
-from bench.report.plots import write_plots
+from bench.report.plots import start_plots
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
     load_published, miou_table, params_table, table6, table6_note)
@@ -175,6 +175,7 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
         index.write_text(html.empty_page(results_dir, unreadable))
         return [*written, index]
 
+    drawing = start_plots(current, out_dir, results_dir / "cache")  # in other processes, meanwhile the tables
     published = load_published()
     bar = EvidenceBar.from_published(published)
     top, picks = headline(current, bar), answers(current, published, config)
@@ -194,7 +195,7 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
                    "SegNet Table 6": table6_note(published)}
     claims = evaluate_claims(current, published)
     written += write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
-    figures, notes = write_plots(current, out_dir, results_dir / "cache")
+    figures, notes = drawing()
     written += [path for path, _ in figures]
     body = report_body(everything, current, unreadable, tables, top, picks, config, claims, figures, notes,
                        table_notes)

@@ -14,32 +14,31 @@ and legends sit beside the panels, never over a point.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-import itertools
 import json
 import math
 import re
 import shutil
 import textwrap
+from importlib.metadata import version as _version
 from pathlib import Path
+from typing import Callable
 
-import adjustText
-import matplotlib
 import numpy as np
 import pandas as pd
-from adjustText import adjust_text
 from matplotlib import colormaps
-from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
-from matplotlib.transforms import Bbox
 
 from bench.atomic import atomic_write, atomic_write_text
 from bench.paths import safe_name
 from bench.report.deployment import backend_latency_figure
+from bench.report.drawing import Built, Drawn, run_tasks, save_figures
 from bench.report.evidence import EvidenceBar, shortfalls
 from bench.report.frame import IOU_PREFIX, iou_columns
+from bench.report.labels import label, place_labels
 from bench.report.pareto import Interval, front as undominated
 from bench.report.contenders import TORCHVISION_MODELS
 from bench.report.repeats import CONFIDENCE, repeat_groups, spread
@@ -107,13 +106,6 @@ def _most_common_variant(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 #: Panels per row of a figure with a panel per device and resolution.
 PANEL_COLUMNS = 3
-#: adjustText's iterations per panel and attempt: enough to part a dozen labels, bounded so that a
-#: figure of many panels stays quick to draw.
-LABEL_ITERATIONS = 300
-#: adjustText's attempts per panel: the factors (x, y) by which a label's box is grown while labels
-#: are parted. The first keeps a label clear of its marker; the tighter ones take over where it
-#: leaves two labels overlapping (a crowded cluster, a cluster at the edge of the axes).
-LABEL_CLEARANCES = ((1.3, 1.8), (1.1, 1.3), (1.02, 1.05))
 #: The counter column of each memory quantity: a panel never mixes two counting methods.
 MEMORY_COUNTERS = {"peak_memory_mib": "memory_counter", "train_peak_memory_mib": "train_memory_counter"}
 #: The gid of the Pareto front's rings (tests find them by this).
@@ -202,65 +194,6 @@ LATENCY_METHOD = (f"Latency error bars: for one job, its median with the median'
                   f"t interval of the mean")
 
 
-def _label(ax, xs, ys, labels) -> list:
-    """A label centred on each point, for ``_place_labels`` to move: centred, labels of points that
-    coincide start from one centre, which adjustText breaks up in both directions."""
-    return [ax.text(x, y, label, fontsize="x-small", ha="center", va="center")
-            for x, y, label in zip(xs, ys, labels)]
-
-
-def _overlapping(texts: list, renderer) -> bool:
-    boxes = [text.get_window_extent(renderer) for text in texts]
-    return any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
-
-
-def _error_bar_boxes(ax) -> list[Bbox]:
-    """Each error bar of the panel as a box in data coordinates, for the labels to keep off."""
-    segments = [segment for container in ax.containers if isinstance(container, ErrorbarContainer)
-                for bars in container.lines[2] for segment in bars.get_segments()]
-    return [Bbox(np.sort(segment, axis=0)) for segment in segments if np.isfinite(segment).all()]
-
-
-def _place_labels(figure: Figure, labelled: list[tuple[object, list]]) -> None:
-    """Moves each panel's point labels off each other, the points and the error bars (adjustText),
-    with a thin line back to a moved label's point; a panel whose labels still overlap is parted
-    again with tighter clearances. The figure is laid out first and that layout then kept:
-    adjustText works in display coordinates, and a later layout change would move the labels."""
-    labelled = [(ax, texts) for ax, texts in labelled if texts]
-    if not labelled:
-        return
-    figure.draw_without_rendering()
-    figure.set_layout_engine("none")
-    renderer = adjustText.get_renderer(figure)
-    shown = {ax: ax.get_visible() for ax in figure.axes}
-    try:
-        for ax, texts in labelled:
-            # adjustText draws the figure on every call: only this panel, so a figure of n panels
-            # costs n panel draws, not n figure draws.
-            for other in figure.axes:
-                other.set_visible(other is ax)
-            _part(ax, texts, renderer)
-    finally:
-        for ax, visible in shown.items():
-            ax.set_visible(visible)
-
-
-def _part(ax, texts: list, renderer) -> None:
-    start = [text.get_position() for text in texts]
-    bars = _error_bar_boxes(ax)
-    for clearance in LABEL_CLEARANCES:
-        # prevent_crossings off: its swaps of two labels' places let labels of unequal length overlap.
-        _, lines = adjust_text(texts, ax=ax, objects=bars or None, iter_lim=LABEL_ITERATIONS,
-                               expand=clearance, prevent_crossings=False,
-                               arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.5})
-        if not _overlapping(texts, renderer) or clearance == LABEL_CLEARANCES[-1]:
-            return
-        for line in lines:
-            line.remove()
-        for text, position in zip(texts, start):
-            text.set_position(position)
-
-
 def _resolution_span(rows: pd.DataFrame) -> str:
     shown = rows.drop_duplicates("pixels").sort_values("pixels")["resolution"].tolist()
     return f"at {shown[0]}" if len(shown) == 1 else f"{len(shown)} resolutions, {shown[0]} to {shown[-1]}"
@@ -338,7 +271,7 @@ def params_flops_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
     for model, point in points.iterrows():
         ax.scatter(point["gflops_per_image"], point["params_m"], color=colors[model], s=40,
                    marker=model_marker(model), label=model)
-    texts = _label(ax, points["gflops_per_image"], points["params_m"], points.index)
+    texts = label(ax, points["gflops_per_image"], points["params_m"], points.index)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.margins(0.15)
@@ -347,7 +280,7 @@ def params_flops_figure(current: pd.DataFrame, colors: dict) -> Figure | None:
     ax.set_title(f"Model size against compute at {resolution}\n(per image: the same at any batch size)")
     ax.grid(True, which="both", alpha=0.3)
     _legend_outside(figure, [ax])
-    _place_labels(figure, [(ax, texts)])
+    place_labels(figure, [(ax, texts)])
     return figure
 
 
@@ -442,7 +375,7 @@ def latency_memory_figure(current: pd.DataFrame, colors: dict) -> tuple[Figure |
         for point in points:
             _draw_point(ax, point.memory, point.latency, None, _latency_errors(point), point.model, colors)
             jobs.append(point.jobs)
-        labelled.append((ax, _label(ax, [p.memory for p in points], [p.latency for p in points],
+        labelled.append((ax, label(ax, [p.memory for p in points], [p.latency for p in points],
                                     [p.model for p in points])))
         _log_if_wide(ax, [p.memory for p in points], "x")
         _log_if_wide(ax, [p.latency for p in points], "y")
@@ -453,7 +386,7 @@ def latency_memory_figure(current: pd.DataFrame, colors: dict) -> tuple[Figure |
         ax.grid(True, which="both", alpha=0.3)
     figure.suptitle("Latency against memory")
     _legend_outside(figure, axes)
-    _place_labels(figure, labelled)
+    place_labels(figure, labelled)
     caption = ("Latency per batch against peak memory of one forward pass, a panel per device and "
                "resolution at its most common batch size, precision and backend; one point per model "
                "(its most-run configuration; memory: the median of its jobs). "
@@ -502,7 +435,7 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict,
             _draw_point(ax, point.latency, point.miou, _latency_errors(point), yerr, point.model, colors)
             seeds.append(point.seeds)
             jobs.append(point.jobs)
-        labelled.append((ax, _label(ax, [p.latency for p in points], [p.miou for p in points],
+        labelled.append((ax, label(ax, [p.latency for p in points], [p.miou for p in points],
                                     [p.model for p in points])))
         note = not_a_ranking_note(points)
         if not note:
@@ -523,7 +456,7 @@ def accuracy_latency_figure(current: pd.DataFrame, colors: dict,
         ax.grid(True, alpha=0.3)
     figure.suptitle("Accuracy against latency")
     _legend_outside(figure, axes)
-    _place_labels(figure, labelled)
+    place_labels(figure, labelled)
     caption = (f"mIoU against latency per batch, a panel per device, data set and resolution at its most "
                f"common batch size, precision and backend; one point per model (its most-run "
                f"configuration). mIoU: the mean over seeds with the {CONFIDENCE:.0%} t interval of the "
@@ -684,65 +617,110 @@ def dataset_sample_png(current: pd.DataFrame, path: Path, cache_dir: Path) -> tu
     return path, ""
 
 
-def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path,
-                bar: EvidenceBar | None = None) -> tuple[list[tuple[str, str]], list[str]]:
-    """Draw every figure the rows support into ``out_dir``: ([(file name, caption)], [notes]);
-    ``bar``: the evidence bar a Pareto front needs (conf/published.yaml's by default)."""
+PER_DEVICE = "a line per model, a panel per device at its most common batch size, precision and backend."
+
+
+def _figure_builds(current: pd.DataFrame, bar: EvidenceBar) -> list[Callable[[], Built]]:
+    """One build per figure (the per-class heatmaps: one for all), the costliest first: each
+    returns ([(file name, figure or None, caption)], [notes])."""
     colors = model_colors(current["model"])
-    curves, curves_note = learning_curve_figure(current, colors)
-    latency, latency_method = scaling_figure(
-        current, colors, "latency_ms_median", "latency per batch (ms)", "Latency against input size")
-    train_latency, train_latency_method = scaling_figure(
-        current, colors, "train_latency_ms_median", "training step per batch (ms)",
-        "Training-step latency against input size")
-    memory, memory_method = scaling_figure(
-        current, colors, "peak_memory_mib", "peak memory, one forward pass (MiB)", "Memory against input size")
-    train_memory, train_memory_method = scaling_figure(
-        current, colors, "train_peak_memory_mib", "peak memory, one training step (MiB)",
-        "Training memory against input size")
-    latency_memory, latency_memory_caption = latency_memory_figure(current, colors)
-    accuracy, accuracy_caption = accuracy_latency_figure(current, colors, bar)
-    per_device = ("a line per model, a panel per device at its most common batch size, precision and "
-                  "backend.")
-    figures: list[tuple[str, Figure | None, str]] = [
-        ("latency_vs_resolution.png", latency,
-         f"Latency per batch against input resolution, {per_device} {latency_method}"),
-        ("train_latency_vs_resolution.png", train_latency,
-         "One training step (forward, cross-entropy, backward, optimizer step) per batch against "
-         f"input resolution, {per_device} {train_latency_method}"),
-        ("memory_vs_resolution.png", memory,
-         f"Peak memory of one forward pass against input resolution, {per_device} {memory_method}"),
-        ("train_memory_vs_resolution.png", train_memory,
-         "Peak memory of one training step (weights, gradients, optimizer state, activations) "
-         f"against input resolution, {per_device} {train_memory_method}"),
-        ("latency_vs_memory.png", latency_memory, latency_memory_caption),
-        ("accuracy_vs_latency.png", accuracy, accuracy_caption),
-        ("latency_per_backend.png", backend_latency_figure(current),
-         "Latency per batch of each model on each deployment backend that passed parity (fp32): the "
-         "newest job's median, with the median's distribution-free 95% interval as the error bar "
-         "(none where too few calls gave one); n = 1 job per bar."),
-        ("params_vs_flops.png", params_flops_figure(current, colors),
-         f"Parameters against FLOPs per image (log-log), one point per model (the median of its jobs; "
-         f"deterministic counts). {MARKER_CAPTION}"),
-        ("learning_curves.png", curves,
-         "Validation mIoU against training time, one line per run (a model's seeds share a colour)."),
+
+    def scaling(name: str, quantity: str, ylabel: str, title: str, caption: str) -> Callable[[], Built]:
+        def build() -> Built:
+            figure, method = scaling_figure(current, colors, quantity, ylabel, title)
+            return [(name, figure, f"{caption} {method}")], []
+        return build
+
+    def latency_memory() -> Built:
+        return [("latency_vs_memory.png", *latency_memory_figure(current, colors))], []
+
+    def accuracy() -> Built:
+        return [("accuracy_vs_latency.png", *accuracy_latency_figure(current, colors, bar))], []
+
+    def backends() -> Built:
+        return [("latency_per_backend.png", backend_latency_figure(current),
+                 "Latency per batch of each model on each deployment backend that passed parity (fp32): "
+                 "the newest job's median, with the median's distribution-free 95% interval as the error "
+                 "bar (none where too few calls gave one); n = 1 job per bar.")], []
+
+    def params() -> Built:
+        return [("params_vs_flops.png", params_flops_figure(current, colors),
+                 f"Parameters against FLOPs per image (log-log), one point per model (the median of its "
+                 f"jobs; deterministic counts). {MARKER_CAPTION}")], []
+
+    def curves() -> Built:
+        figure, note = learning_curve_figure(current, colors)
+        return [("learning_curves.png", figure, "Validation mIoU against training time, one line per run "
+                 "(a model's seeds share a colour).")], [note] if note else []
+
+    def heatmaps() -> Built:
+        return [(f"per_class_iou_{safe_name(name)}.png", figure, f"Per-class IoU on {name}.")  # a user's name
+                for name, figure in iou_heatmap_figures(current).items()], []
+
+    return [
+        latency_memory, accuracy,
+        scaling("latency_vs_resolution.png", "latency_ms_median", "latency per batch (ms)",
+                "Latency against input size", f"Latency per batch against input resolution, {PER_DEVICE}"),
+        scaling("train_latency_vs_resolution.png", "train_latency_ms_median", "training step per batch (ms)",
+                "Training-step latency against input size",
+                "One training step (forward, cross-entropy, backward, optimizer step) per batch against "
+                f"input resolution, {PER_DEVICE}"),
+        scaling("memory_vs_resolution.png", "peak_memory_mib", "peak memory, one forward pass (MiB)",
+                "Memory against input size",
+                f"Peak memory of one forward pass against input resolution, {PER_DEVICE}"),
+        scaling("train_memory_vs_resolution.png", "train_peak_memory_mib", "peak memory, one training step (MiB)",
+                "Training memory against input size",
+                "Peak memory of one training step (weights, gradients, optimizer state, activations) "
+                f"against input resolution, {PER_DEVICE}"),
+        backends, params, curves, heatmaps,
     ]
-    figures += [(f"per_class_iou_{safe_name(name)}.png", fig, f"Per-class IoU on {name}.")  # a user's name
-                for name, fig in iou_heatmap_figures(current).items()]
-    notes = [f"{name} not drawn: no ok row holds what it plots."
-             for name, figure, _ in figures if figure is None] + ([curves_note] if curves_note else [])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    drawn = []
-    for name, figure, caption in figures:
-        if figure is not None:
-            figure.savefig(out_dir / name, **SAVE)
-            drawn.append((name, caption))
+
+
+#: The order of the figures on the page.
+PAGE_ORDER = ("latency_vs_resolution.png", "train_latency_vs_resolution.png", "memory_vs_resolution.png",
+              "train_memory_vs_resolution.png", "latency_vs_memory.png", "accuracy_vs_latency.png",
+              "latency_per_backend.png", "params_vs_flops.png", "learning_curves.png")
+
+
+def _sample_task(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> Drawn:
     sample, why_not = dataset_sample_png(current, out_dir / "dataset_sample.png", cache_dir)
     if sample is None:
-        notes.append(f"No data-set sample figure: {why_not}.")
-    else:
-        drawn.append((sample.name, "Samples of the synthetic data set."))
-    return drawn, notes
+        return [], [], [f"No data-set sample figure: {why_not}."]
+    return [(sample.name, "Samples of the synthetic data set.")], [], []
+
+
+def _drawing_salt(bar: EvidenceBar) -> bytes:
+    """The drawing code, the libraries' versions and the evidence bar: part of every figure's key."""
+    code = b"".join(Path(__file__).with_name(name).read_bytes() for name in DRAWING_CODE)
+    versions = f"{_version('matplotlib')} {_version('adjustText')} {dataclasses.astuple(bar)} {SAVE}"
+    return code + versions.encode()
+
+
+def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path, bar: EvidenceBar | None = None,
+                   workers: int | None = None) -> Callable[[], tuple[list[tuple[str, str]], list[str]]]:
+    """Starts drawing every figure the rows support into ``out_dir`` (in parallel: ``bench.report.
+    drawing``); returns the call that waits for them: ([(file name, caption)], [notes]). ``bar``:
+    the evidence bar a Pareto front needs (conf/published.yaml's by default)."""
+    bar = bar or evidence_bar()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png_cache = cache_dir / "figure_pngs"
+    png_cache.mkdir(parents=True, exist_ok=True)
+    salt = _drawing_salt(bar)
+    tasks = [functools.partial(_sample_task, current, out_dir, cache_dir)]  # the costliest (torch's import)
+    tasks += [functools.partial(save_figures, build, out_dir, png_cache, salt, SAVE)
+              for build in _figure_builds(current, bar)]
+    pending = run_tasks(tasks, workers)
+
+    def result() -> tuple[list[tuple[str, str]], list[str]]:
+        (sample, _, sample_notes), *drawings = pending.result()
+        drawn = [pair for pairs, _, _ in drawings for pair in pairs]
+        order = {name: i for i, name in enumerate(PAGE_ORDER)}
+        drawn.sort(key=lambda pair: order.get(pair[0], len(order)))  # stable: heatmaps keep theirs
+        missing = sorted((name for _, names, _ in drawings for name in names), key=lambda n: order.get(n, 0))
+        notes = ([f"{name} not drawn: no ok row holds what it plots." for name in missing]
+                 + [note for _, _, notes in drawings for note in notes] + sample_notes)
+        return drawn + sample, notes
+    return result
 
 
 #: Figure sets kept in the cache (the newest): a report on unchanged rows copies its figures.
@@ -750,16 +728,38 @@ KEPT_FIGURE_SETS = 3
 
 
 #: The modules whose code decides what the figures show (drawing, folding, the front, the bar).
-DRAWING_CODE = ("plots.py", "deployment.py", "pareto.py", "evidence.py", "repeats.py")
+DRAWING_CODE = ("plots.py", "labels.py", "drawing.py", "deployment.py", "pareto.py", "evidence.py", "repeats.py")
 
 
 def _figures_key(current: pd.DataFrame, bar: EvidenceBar) -> str:
     """The rows' values, the evidence bar and the drawing code: the same key, the same figures."""
-    code = b"".join(Path(__file__).with_name(name).read_bytes() for name in DRAWING_CODE)
     rows = pd.util.hash_pandas_object(current, index=False).values.tobytes()
     names = json.dumps(list(current.columns)).encode()
-    versions = f"{matplotlib.__version__} {adjustText.__version__} {dataclasses.astuple(bar)}".encode()
-    return hashlib.sha1(rows + names + code + versions).hexdigest()[:16]
+    return hashlib.sha1(rows + names + _drawing_salt(bar)).hexdigest()[:16]
+
+
+def start_plots(current: pd.DataFrame, out_dir: Path,
+                cache_dir: Path) -> Callable[[], tuple[list[tuple[Path, str]], list[str]]]:
+    """Starts ``write_plots``' work (the figures are drawn in other processes meanwhile); returns
+    the call that waits for it and returns what ``write_plots`` returns."""
+    bar = evidence_bar()
+    figure_sets = cache_dir / "figures"
+    drawn_dir = figure_sets / _figures_key(current, bar)
+    manifest = drawn_dir / "figures.json"
+    drawing = None if manifest.exists() else _draw_plots(current, drawn_dir, cache_dir, bar)
+
+    def result() -> tuple[list[tuple[Path, str]], list[str]]:
+        if drawing is not None:
+            drawn, notes = drawing()
+            atomic_write_text(manifest, json.dumps({"figures": drawn, "notes": notes}))
+            for old in sorted(figure_sets.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_FIGURE_SETS]:
+                shutil.rmtree(old, ignore_errors=True)
+        kept = json.loads(manifest.read_text())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, _ in kept["figures"]:
+            shutil.copyfile(drawn_dir / name, out_dir / name)
+        return [(out_dir / name, caption) for name, caption in kept["figures"]], kept["notes"]
+    return result
 
 
 def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -767,19 +767,8 @@ def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[
     figures left out]).
 
     Drawing is most of a large report's time, so the figures are drawn once per set of rows (and
-    drawing code) into ``cache_dir/figures/<key>/`` and copied from there by later reports.
+    drawing code) into ``cache_dir/figures/<key>/`` and copied from there by later reports; and
+    within a new set, a figure whose plotted values did not change is copied from its PNG in
+    ``cache_dir/figure_pngs`` (``bench.report.drawing``).
     """
-    bar = evidence_bar()
-    figure_sets = cache_dir / "figures"
-    drawn_dir = figure_sets / _figures_key(current, bar)
-    manifest = drawn_dir / "figures.json"
-    if not manifest.exists():
-        drawn, notes = _draw_plots(current, drawn_dir, cache_dir, bar)
-        atomic_write_text(manifest, json.dumps({"figures": drawn, "notes": notes}))
-        for old in sorted(figure_sets.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_FIGURE_SETS]:
-            shutil.rmtree(old, ignore_errors=True)
-    kept = json.loads(manifest.read_text())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, _ in kept["figures"]:
-        shutil.copyfile(drawn_dir / name, out_dir / name)
-    return [(out_dir / name, caption) for name, caption in kept["figures"]], kept["notes"]
+    return start_plots(current, out_dir, cache_dir)()

@@ -1,0 +1,64 @@
+"""Figures drawn in parallel, each PNG redrawn only when what it plots changes (bench.report.drawing)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from bench.report import drawing, write_report
+from bench.store import ResultStore
+from tests.test_report import make_row
+
+
+def _pngs(results):
+    return {p.name for p in (results / "cache" / "figure_pngs").glob("*.png")}
+
+
+def test_a_new_row_that_changes_no_plotted_value_redraws_no_figure(tmp_path):
+    store = ResultStore(tmp_path)
+    for i in range(12):
+        store.write(make_row(f"model{i % 3}", 96 + 32 * (i // 3), 128, miou=0.3 + 0.01 * i))
+    write_report(tmp_path)
+    first = _pngs(tmp_path)
+    assert "latency_vs_memory.png" in {p.name for p in (tmp_path / "report").glob("*.png")}
+    assert any(name.startswith("latency_vs_memory_") for name in first)
+
+    failed = make_row("model0", 96, 128, status="failed")  # no figure plots a failed row
+    failed.job_key, failed.run_id = "failed-job", "failed-run"
+    store.write(failed)
+    write_report(tmp_path)
+    assert _pngs(tmp_path) == first                      # every PNG reused: no figure drawn again
+    assert len(list((tmp_path / "cache" / "figures").iterdir())) == 2   # a new figure set all the same
+
+    store.write(make_row("newcomer", 96, 128, miou=0.9))  # a new model: its point is drawn
+    write_report(tmp_path)
+    assert any(name.startswith("latency_vs_memory_") for name in _pngs(tmp_path) - first)
+
+
+def _fails():
+    raise ValueError("figure broke")
+
+
+def _pid():
+    return os.getpid()
+
+
+def test_tasks_run_in_forked_workers_and_a_failure_surfaces():
+    if drawing.workers_for([_pid, _pid]) < 2:
+        pytest.skip("one CPU or no fork: the tasks run in this process")
+    pids = drawing.run_tasks([_pid, _pid]).result()
+    assert os.getpid() not in pids
+    with pytest.raises(ValueError, match="figure broke"):
+        drawing.run_tasks([_pid, _fails]).result()
+
+
+def test_without_fork_the_tasks_run_in_this_process_when_asked(monkeypatch):
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert drawing.workers_for([_pid, _pid, _pid]) == 0
+    ran = []
+    pending = drawing.run_tasks([lambda: ran.append(1) or os.getpid()])
+    assert ran == []                                     # nothing until the results are asked for
+    assert pending.result() == [os.getpid()] and ran == [1]
+    with pytest.raises(ValueError, match="figure broke"):
+        drawing.run_tasks([_fails]).result()
