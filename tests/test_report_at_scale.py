@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from bench.report import load_frame, plots, write_report
+from bench.report import load_frame, plots, sample, write_report
 from bench.report.frame import consolidated_path, rows_to_frame
 from bench.report.tables import headline
 from bench.store import ResultStore
@@ -91,7 +91,7 @@ def test_the_data_set_sample_is_drawn_once(many, monkeypatch):
     def must_not_draw(*args, **kwargs):
         raise AssertionError("the cached sample should have been used")
 
-    monkeypatch.setattr(plots, "dataset_sample_figure", must_not_draw)
+    monkeypatch.setattr(sample, "sample_figure", must_not_draw)
     store.write(make_row("another", miou=0.5))  # new rows: the figures are drawn again, the sample is not
     write_report(many)
     assert cached.stat().st_mtime_ns == stamp

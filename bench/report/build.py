@@ -17,7 +17,8 @@ from bench.report.evidence import EvidenceBar
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.neutral import csv_safe, markdown_text
-from bench.report.plots import start_plots
+from bench.report.plots import SAVE, start_plots
+from bench.report.sample import CAPTION, start_sample
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
     load_published, miou_table, params_table, table6, table6_note)
@@ -165,6 +166,7 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
     results_dir = Path(results_dir)
     out_dir = results_dir / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
+    sample = start_sample(results_dir, results_dir / "cache", SAVE)  # torch's import overlaps the reading
     everything, current, loaded = load_frame(results_dir)
     unreadable = loaded.unreadable
     for line in loaded.warning_lines():  # on the console too: a page is easy not to read
@@ -196,6 +198,11 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
     claims = evaluate_claims(current, published)
     written += write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
     figures, notes = drawing()
+    sample_path, why_not = sample(out_dir)
+    if sample_path is None:
+        notes.append(f"No data-set sample figure: {why_not}.")
+    else:
+        figures.append((sample_path, CAPTION))
     written += [path for path, _ in figures]
     body = report_body(everything, current, unreadable, tables, top, picks, config, claims, figures, notes,
                        table_notes)

@@ -29,13 +29,12 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
-from bench.atomic import atomic_write, atomic_write_text
+from bench.atomic import atomic_write_text
 from bench.paths import safe_name
 from bench.report.deployment import backend_latency_figure
-from bench.report.drawing import Built, Drawn, run_tasks, save_figures
+from bench.report.drawing import Built, run_tasks, save_figures
 from bench.report.evidence import EvidenceBar, shortfalls
 from bench.report.frame import IOU_PREFIX, iou_columns
 from bench.report.labels import label, place_labels
@@ -87,8 +86,8 @@ def _legend_outside(figure: Figure, axes: list) -> None:
     """One legend right of the panels, each label once (a model may be in some panels only)."""
     entries: dict[str, object] = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            entries.setdefault(label, handle)
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(name, handle)
     if entries:
         # Centred on the right: at the top it would cover the end of a long figure title.
         figure.legend(list(entries.values()), list(entries), loc="outside right center", fontsize="small")
@@ -558,65 +557,6 @@ def iou_heatmap_figures(current: pd.DataFrame) -> dict[str, Figure]:
     return figures
 
 
-def _synthetic_row(current: pd.DataFrame) -> tuple[dict, tuple[int, int]] | None:
-    """(dataset config, (height, width)) of the first row that used the synthetic data set."""
-    for config, height, width in zip(current["config"], current["height"], current["width"]):
-        dataset = json.loads(config).get("dataset", {}) if config else {}
-        if dataset.get("name") == "synthetic" and pd.notna(height) and pd.notna(width):
-            return dataset, (int(height), int(width))
-    return None
-
-
-def dataset_sample_figure(current: pd.DataFrame, n: int = 4) -> tuple[Figure | None, str]:
-    """Image/mask pairs of the synthetic data set as the rows configured it, with a class key.
-
-    Optional: returns (None, reason) when no row used the synthetic data set or ``bench.data``
-    cannot draw it, so the report never depends on the data module.
-    """
-    found = _synthetic_row(current)
-    if found is None:
-        return None, "no row records a synthetic data-set config"
-    cfg, resolution = found
-    try:
-        from bench.data import dataset_info, sample_grid
-        samples = sample_grid(cfg, n=n, resolution=resolution)
-        info = dataset_info(cfg)
-    except Exception as exc:  # noqa: BLE001  (an optional figure must not stop the report)
-        return None, f"bench.data could not draw samples: {type(exc).__name__}: {exc}"
-    figure = Figure(figsize=(2.8 * len(samples), 5.2), layout="constrained")
-    axes = figure.subplots(2, len(samples), squeeze=False)
-    for column, (image, mask) in zip(axes.T, samples):
-        column[0].imshow(image)
-        column[1].imshow(mask)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    key = [Patch(color=np.asarray(rgb) / 255, label=name) for rgb, name in zip(info.palette, info.class_names)]
-    key.append(Patch(color="black", label="ignored (void)"))  # colorize draws ignored labels black
-    figure.legend(handles=key, loc="outside lower center", ncols=6, fontsize="small")
-    figure.suptitle(f"Synthetic data set ({resolution[0]}x{resolution[1]}): images (top), masks (bottom)")
-    return figure, ""
-
-
-def dataset_sample_png(current: pd.DataFrame, path: Path, cache_dir: Path) -> tuple[Path | None, str]:
-    """``dataset_sample_figure`` saved as ``path``, drawn once per data-set config and resolution:
-    later reports copy it from ``cache_dir`` (the key covers the code that draws the samples)."""
-    found = _synthetic_row(current)
-    if found is None:
-        return None, "no row records a synthetic data-set config"
-    # The drawing code's source, read rather than imported: importing bench.data costs seconds.
-    data = Path(__file__).resolve().parent.parent / "data"
-    code = b"".join(path.read_bytes() for path in (data / "synthetic.py", data / "visualize.py", Path(__file__)))
-    key = hashlib.sha1(json.dumps(found, sort_keys=True).encode() + code).hexdigest()[:12]
-    cached = cache_dir / f"dataset_sample_{key}.png"
-    if not cached.exists():
-        figure, why_not = dataset_sample_figure(current)
-        if figure is None:
-            return None, why_not
-        atomic_write(cached, lambda partial: figure.savefig(partial, format="png", **SAVE))
-    shutil.copyfile(cached, path)
-    return path, ""
-
-
 PER_DEVICE = "a line per model, a panel per device at its most common batch size, precision and backend."
 
 
@@ -682,13 +622,6 @@ PAGE_ORDER = ("latency_vs_resolution.png", "train_latency_vs_resolution.png", "m
               "latency_per_backend.png", "params_vs_flops.png", "learning_curves.png")
 
 
-def _sample_task(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> Drawn:
-    sample, why_not = dataset_sample_png(current, out_dir / "dataset_sample.png", cache_dir)
-    if sample is None:
-        return [], [], [f"No data-set sample figure: {why_not}."]
-    return [(sample.name, "Samples of the synthetic data set.")], [], []
-
-
 def _drawing_salt(bar: EvidenceBar) -> bytes:
     """The drawing code, the libraries' versions and the evidence bar: part of every figure's key."""
     code = b"".join(Path(__file__).with_name(name).read_bytes() for name in DRAWING_CODE)
@@ -706,20 +639,19 @@ def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path, bar: Evid
     png_cache = cache_dir / "figure_pngs"
     png_cache.mkdir(parents=True, exist_ok=True)
     salt = _drawing_salt(bar)
-    tasks = [functools.partial(_sample_task, current, out_dir, cache_dir)]  # the costliest (torch's import)
-    tasks += [functools.partial(save_figures, build, out_dir, png_cache, salt, SAVE)
-              for build in _figure_builds(current, bar)]
+    tasks = [functools.partial(save_figures, build, out_dir, png_cache, salt, SAVE)
+             for build in _figure_builds(current, bar)]
     pending = run_tasks(tasks, workers)
 
     def result() -> tuple[list[tuple[str, str]], list[str]]:
-        (sample, _, sample_notes), *drawings = pending.result()
+        drawings = pending.result()
         drawn = [pair for pairs, _, _ in drawings for pair in pairs]
         order = {name: i for i, name in enumerate(PAGE_ORDER)}
         drawn.sort(key=lambda pair: order.get(pair[0], len(order)))  # stable: heatmaps keep theirs
         missing = sorted((name for _, names, _ in drawings for name in names), key=lambda n: order.get(n, 0))
         notes = ([f"{name} not drawn: no ok row holds what it plots." for name in missing]
-                 + [note for _, _, notes in drawings for note in notes] + sample_notes)
-        return drawn + sample, notes
+                 + [note for _, _, notes in drawings for note in notes])
+        return drawn, notes
     return result
 
 
