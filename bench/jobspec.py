@@ -207,7 +207,7 @@ class JobSpec:
         height, width = parse_resolution(cfg.resolution)
         return cls(
             mode=cfg.mode,
-            model=canonical_model(model.pop("name")),
+            model=model.pop("name"),
             model_kwargs=model,
             dataset=cfg.dataset.name,
             device=cfg.device.name,
@@ -231,11 +231,18 @@ class JobSpec:
         return Precision(device.type, self.autocast_dtype)
 
 
-def canonical_model(name: str) -> str:
+def canonical_model(name: str, plugins=()) -> str:
     """``name`` with registry aliases resolved (``tiramisu`` -> ``fcdensenet103``): one network,
-    one job. A name the registry does not know (yet: a plugin not imported) stays as it is, for
-    the model's own check to report."""
+    one job. The ``plugins`` modules are imported first (a plugin may register the alias), so the
+    key is the same before and after a job imported them; one that fails to import, or a name the
+    registry does not know, is left for the job to report."""
+    import importlib
     from models import UnknownModelError, resolve_name   # the registry imports every model's module
+    for module in plugins or ():
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001  (the job imports it again and records why it failed)
+            pass
     try:
         return resolve_name(name)
     except UnknownModelError:
@@ -286,7 +293,9 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
     # Keys written before the backend axis stay valid (resume skips their jobs): eager and
     # compile hash as the old ``compile`` flag did; only newer backends add a ``backend`` entry.
     # Likewise the latency scenario (every job before scenarios existed) keys as it did.
+    model = canonical_model(spec.model, cfg.get("plugins"))
     keyed_spec = {k: v for k, v in spec.__dict__.items() if k not in ("backend", "scenario")}
+    keyed_spec["model"] = model
     keyed_spec["compile"] = spec.backend == "compile"
     if spec.backend not in ("eager", "compile"):
         keyed_spec["backend"] = spec.backend
@@ -308,7 +317,7 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
     flags = "".join(["_cl" if spec.channels_last else "", backend_flag,
                      "" if spec.scenario == "latency" else f"_{spec.scenario}"])
     seed = f"_s{int(cfg.seed)}" if with_seed else ""
-    names = "_".join(safe_name(name) for name in (spec.model, spec.dataset, spec.device))
+    names = "_".join(safe_name(name) for name in (model, spec.dataset, spec.device))
     return (f"{names}_{spec.height}x{spec.width}_b{spec.batch_size}"
             f"_{spec.precision}{flags}_{spec.mode}{seed}_{digest}")
 

@@ -13,13 +13,15 @@ which readers ignore.
 from __future__ import annotations
 
 import errno
-import glob
 import json
 import math
+import os
 import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import orjson
 
 from bench.atomic import atomic_write_text
 from bench.paths import inside
@@ -109,13 +111,23 @@ class ResultStore:
                                           f"{describe_os_error(exc)}") from exc
 
     def read(self, path: Path) -> ResultRow:
-        return ResultRow.from_dict(json.loads(Path(path).read_text()))
+        # orjson: the report reads thousands of these; its errors are json.JSONDecodeErrors too.
+        return ResultRow.from_dict(orjson.loads(Path(path).read_bytes()))
+
+    def row_names(self, job_key: str | None = None) -> list[str]:
+        """The row files (of one job, if given) as ``<job_key>/<file>`` under ``rows_dir``, in name
+        order: plain strings, as the report lists 10,000 of them on every run."""
+        if job_key is not None:
+            jobs = [job_key] if (self.rows_dir / job_key).is_dir() else []
+        else:
+            jobs = ([entry.name for entry in os.scandir(self.rows_dir) if entry.is_dir() and not entry.name.startswith(".")]
+                    if self.rows_dir.is_dir() else [])
+        return sorted(f"{job}/{entry.name}" for job in jobs for entry in os.scandir(self.rows_dir / job)
+                      if entry.name.endswith(".json") and not entry.name.startswith(".") and entry.is_file())
 
     def row_files(self, job_key: str | None = None) -> list[Path]:
         """The row files (of one job, if given), in name order."""
-        # Sorted as strings, then made Paths: sorting 10,000 Path objects takes half a second.
-        pattern = glob.escape(str(self.rows_dir)) + "/" + (glob.escape(job_key) if job_key else "*") + "/*.json"
-        return [Path(name) for name in sorted(glob.glob(pattern))]
+        return [self.rows_dir / name for name in self.row_names(job_key)]
 
     def read_files(self, paths: list[Path]) -> LoadedRows:
         """The rows in ``paths``, oldest first; unreadable files are listed with the reason."""

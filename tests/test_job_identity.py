@@ -29,8 +29,14 @@ def test_keys_at_the_default_instruments_are_those_written_before_instruments_we
 def test_an_alias_is_the_same_job_under_the_canonical_name():
     assert key("model=tiramisu") == key("model=fcdensenet103")
     assert key("model=tiramisu").startswith("fcdensenet103_")
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        assert JobSpec.from_config(compose("config", ["model=tiramisu"])).model == "fcdensenet103"
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):   # the row keeps the name given
+        assert JobSpec.from_config(compose("config", ["model=tiramisu"])).model == "tiramisu"
+
+
+def test_a_plugin_alias_keys_the_same_before_and_after_the_plugin_is_imported():
+    # tests/plugin_models.py registers tiny_segmenter with the alias "smp/unet".
+    plugin = ("plugins=[tests.plugin_models]",)
+    assert key(*plugin, "model.name=smp/unet") == key(*plugin, "model.name=tiny_segmenter")
 
 
 def test_instrument_defaults_are_the_configs():

@@ -1,6 +1,7 @@
 """``write_report``: every report file, regenerated from the stored rows alone."""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from bench.report.evidence import EvidenceBar
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.neutral import csv_safe, markdown_text
+from bench.report.drawing import run_tasks
 from bench.report.plots import SAVE, start_plots
 from bench.report.sample import CAPTION, start_sample
 from bench.report.published import (
@@ -109,6 +111,26 @@ def _counts_html(everything: pd.DataFrame, current: pd.DataFrame) -> str:
             f"and {history} history rows from earlier runs of the same jobs.</p>")
 
 
+def tables_of(current: pd.DataFrame, published: dict, bar: EvidenceBar) -> tuple[dict, dict[str, str]]:
+    """The report's tables by title (the all-jobs table as its interactive HTML, the costliest
+    part of a large page), and the notes shown below some of them."""
+    tables = {
+        "All jobs": html.interactive_table_html(jobs_table(current)),
+        "Best deployment": best_deployment_table(current),
+        "Accuracy": accuracy_table(current, bar),
+        "Failures": failures_table(current),
+        "Parameters": params_table(current, published),
+        "mIoU": miou_table(current, published),
+        "SegNet Table 6": table6(current, published),
+        "Decoder storage": decoder_storage_table(current, published),
+        "FC-DenseNet memory-efficient mode": densenet_memory_table(current, published),
+        CONTENDERS_TITLE: contenders_table(current, published),
+    }
+    notes = {"Decoder storage": int64_note(current, published), CONTENDERS_TITLE: COUNTING_NOTE,
+             "SegNet Table 6": table6_note(published)}
+    return tables, notes
+
+
 def headline_html(table: Headline) -> str:
     return (f"<p>{html.esc(table.caption)}.</p>" if table.caption else "") + "".join(
         f"<h3>{html.esc(title)}</h3>" + html.table_html(lines) for title, lines in table.groups)
@@ -141,7 +163,7 @@ def report_body(everything, current, unreadable, tables, top, picks, config, cla
         "<h2>Failures</h2>" + html.interactive_table_html(tables["Failures"]),
         "<h2 id=\"all-jobs\">All jobs</h2>" + _counts_html(everything, current)
         + "<p>The newest row of every job; sort by any column, filter with the search box.</p>"
-        + html.interactive_table_html(tables["All jobs"]),
+        + tables["All jobs"],
         "<h2>Published vs measured</h2><h3>Parameters</h3>" + html.table_html(tables["Parameters"])
         + "<h3>mIoU</h3>" + html.table_html(tables["mIoU"])
         + "<h3>SegNet Table 6 (Caffe, GPU)</h3>" + html.table_html(tables["SegNet Table 6"])
@@ -172,30 +194,22 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
     for line in loaded.warning_lines():  # on the console too: a page is easy not to read
         print(line, file=sys.stderr)
     index = out_dir / "index.html"
-    written = write_tidy(current, everything, results_dir)
     if current.empty:
         index.write_text(html.empty_page(results_dir, unreadable))
-        return [*written, index]
+        return [*write_tidy(current, everything, results_dir), index]
 
-    drawing = start_plots(current, out_dir, results_dir / "cache")  # in other processes, meanwhile the tables
+    drawing = start_plots(current, out_dir, results_dir / "cache")  # in other processes, as the tables are
     published = load_published()
     bar = EvidenceBar.from_published(published)
-    top, picks = headline(current, bar), answers(current, published, config)
-    tables = {
-        "All jobs": jobs_table(current),
-        "Best deployment": best_deployment_table(current),
-        "Accuracy": accuracy_table(current, bar),
-        "Failures": failures_table(current),
-        "Parameters": params_table(current, published),
-        "mIoU": miou_table(current, published),
-        "SegNet Table 6": table6(current, published),
-        "Decoder storage": decoder_storage_table(current, published),
-        "FC-DenseNet memory-efficient mode": densenet_memory_table(current, published),
-        CONTENDERS_TITLE: contenders_table(current, published),
-    }
-    table_notes = {"Decoder storage": int64_note(current, published), CONTENDERS_TITLE: COUNTING_NOTE,
-                   "SegNet Table 6": table6_note(published)}
-    claims = evaluate_claims(current, published)
+    # The tables too are built in other processes: each costs seconds at 10,000 rows.
+    sections = run_tasks([
+        functools.partial(write_tidy, current, everything, results_dir),
+        functools.partial(headline, current, bar),
+        functools.partial(answers, current, published, config),
+        functools.partial(evaluate_claims, current, published),
+        functools.partial(tables_of, current, published, bar),
+    ])
+    written, top, picks, claims, (tables, table_notes) = sections.result()
     written += write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
     figures, notes = drawing()
     sample_path, why_not = sample(out_dir)

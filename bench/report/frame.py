@@ -15,6 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import orjson
 import pandas as pd
 
 from bench.atomic import atomic_write
@@ -31,7 +32,8 @@ IOU_PREFIX = "iou."
 
 
 def _json_text(value) -> str:
-    return json.dumps(value, sort_keys=True, default=str) if value else ""
+    """Compact, keys sorted (so equal values give equal text); orjson: 70,000 of these at 10,000 rows."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode() if value else ""
 
 
 def _per_class_frame(per_class: pd.Series) -> pd.DataFrame:
@@ -56,7 +58,7 @@ def rows_to_frame(rows: list) -> pd.DataFrame:
         "gflops_per_image": frame["flops_per_image"].astype(float) / 1e9,
         "params_m": frame["params_total"].astype(float) / 1e6,
         "miou_pct": frame["miou"].astype(float) * PERCENT,
-        "train_budget": frame["config"].map(training_budget),
+        "train_budget": [training_budget(row.config) for row in rows],
     }, index=frame.index)
     derived.loc[height.isna() | width.isna(), "resolution"] = ""
     return pd.concat([frame, derived, iou], axis=1)
@@ -69,8 +71,9 @@ def newest_per_job(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 #: Bump when ``rows_to_frame`` derives its columns differently, or row files are read more strictly
-#: (2: ``ResultRow.from_dict`` checks every field's type): the consolidated table is rebuilt.
-FRAME_VERSION = 2
+#: (2: ``ResultRow.from_dict`` checks every field's type; 3: nested columns as compact JSON text):
+#: the consolidated table is rebuilt.
+FRAME_VERSION = 3
 ROW_FILE = "row_file"  # the consolidated table's column naming each row's file (relative to rows/)
 
 
@@ -84,18 +87,22 @@ def consolidated_rows(results_dir: str | Path) -> tuple[pd.DataFrame, LoadedRows
     """Every row as a frame (oldest first), read through the consolidated table; and what was
     read from JSON this time (the new rows and the unreadable files)."""
     store = ResultStore(results_dir)
-    files = {f"{path.parent.name}/{path.name}": path for path in store.row_files()}
+    names = store.row_names()
     table = consolidated_path(results_dir)
     cached = pd.read_parquet(table) if table.exists() else rows_to_frame([]).assign(**{ROW_FILE: ""})
-    kept = cached[ROW_FILE].isin(files.keys())  # a deleted row file leaves the table too
-    cached, deleted = cached[kept], int((~kept).sum())
+    kept = cached[ROW_FILE].isin(names)  # a deleted row file leaves the table too
+    deleted = int((~kept).sum())
+    if deleted:
+        cached = cached[kept]
     seen = set(cached[ROW_FILE])
-    new = store.read_files([path for name, path in files.items() if name not in seen])
+    new = store.read_files([store.rows_dir / name for name in names if name not in seen])
     if new.rows:
         fresh = rows_to_frame(new.rows)
         fresh[ROW_FILE] = [f"{path.parent.name}/{path.name}" for path in new.files]
         cached = fresh if cached.empty else pd.concat([cached, fresh], ignore_index=True)
-    frame = cached.sort_values("finished_at", kind="stable").reset_index(drop=True)
+    # New rows are mostly the newest: sort (a copy of every column) only when they are not.
+    frame = (cached if cached["finished_at"].is_monotonic_increasing
+             else cached.sort_values("finished_at", kind="stable")).reset_index(drop=True)
     if new.rows or deleted or not table.exists():
         atomic_write(table, lambda partial: frame.to_parquet(partial, index=False))
         # Read back: new rows' column types differ from Parquet's, and the figures are cached by

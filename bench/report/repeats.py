@@ -66,12 +66,13 @@ def repeat_groups(rows: pd.DataFrame) -> pd.Series:
 LIMIT_UNITS = {"max_seconds": "s", "max_steps": "steps", "max_epochs": "epochs"}
 
 
-def train_limits(config: str) -> tuple[tuple[str, float], ...]:
-    """The training limits a row's config set, e.g. (("max_seconds", 15),); () without training."""
-    train = json.loads(config).get("train", {}) if config else {}
+def train_limits(config: str | dict) -> tuple[tuple[str, float], ...]:
+    """The training limits a row's config (JSON text or its dict) set, e.g. (("max_seconds", 15),);
+    () without training."""
+    train = (json.loads(config) if isinstance(config, str) else config).get("train", {}) if config else {}
     return tuple((key, train[key]) for key in LIMIT_UNITS if isinstance(train.get(key), (int, float)))
 
 
-def training_budget(config: str) -> str:
+def training_budget(config: str | dict) -> str:
     """The training budget a row's config set, e.g. "15 s" or "200 steps"; '' without training."""
     return " or ".join(f"{value:g} {LIMIT_UNITS[key]}" for key, value in train_limits(config))
