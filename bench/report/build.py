@@ -1,7 +1,6 @@
 """``write_report``: every report file, regenerated from the stored rows alone."""
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from bench.report.evidence import EvidenceBar
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.neutral import csv_safe, markdown_text
-from bench.report.drawing import run_tasks
 from bench.report.plots import SAVE, start_plots
 from bench.report.sample import CAPTION, start_sample
 from bench.report.published import (
@@ -198,18 +196,13 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
         index.write_text(html.empty_page(results_dir, unreadable))
         return [*write_tidy(current, everything, results_dir), index]
 
-    drawing = start_plots(current, out_dir, results_dir / "cache")  # in other processes, as the tables are
+    drawing = start_plots(current, out_dir, results_dir / "cache")  # in other processes, meanwhile the tables
     published = load_published()
     bar = EvidenceBar.from_published(published)
-    # The tables too are built in other processes: each costs seconds at 10,000 rows.
-    sections = run_tasks([
-        functools.partial(write_tidy, current, everything, results_dir),
-        functools.partial(headline, current, bar),
-        functools.partial(answers, current, published, config),
-        functools.partial(evaluate_claims, current, published),
-        functools.partial(tables_of, current, published, bar),
-    ])
-    written, top, picks, claims, (tables, table_notes) = sections.result()
+    written = write_tidy(current, everything, results_dir)
+    top, picks = headline(current, bar), answers(current, published, config)
+    tables, table_notes = tables_of(current, published, bar)
+    claims = evaluate_claims(current, published)
     written += write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
     figures, notes = drawing()
     sample_path, why_not = sample(out_dir)
