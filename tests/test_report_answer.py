@@ -126,6 +126,8 @@ def test_report_page_opens_with_the_answer(tmp_path):
     assert body.index("Which model?") < body.index("Headline")
     assert "Under 10 ms per batch, 2 of 3 models fit" in body
     assert "<b>odd</b>" not in body and "&lt;b&gt;odd&lt;/b&gt;" in body
+    # Every static table sits in a box that scrolls sideways, so no table widens the page.
+    assert body.count('<table class="dataframe">') == body.count('<div class="wide"><table') > 0
     assert (tmp_path / "report" / "answer.md").read_text().startswith("# Which model?")
 
 

@@ -14,7 +14,8 @@ from bench.report.tables import distinct
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
 h1, h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-table { border-collapse: collapse; font-size: 13px; margin: .5em 0 1.5em; max-width: 100%; }
+table { border-collapse: collapse; font-size: 13px; margin: .5em 0 1.5em; }
+.wide { overflow-x: auto; }
 ul.small { font-size: 13px; color: #444; }
 .pick { font-size: 15px; }
 th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }
@@ -39,7 +40,8 @@ def esc(text) -> str:
 def table_html(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p>(none)</p>"
-    return frame.to_html(index=False, border=0, na_rep="", escape=True)
+    # In a box that scrolls sideways: a wide table never makes the page scroll.
+    return f'<div class="wide">{frame.to_html(index=False, border=0, na_rep="", escape=True)}</div>'
 
 
 def interactive_assets() -> str:
