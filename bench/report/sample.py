@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -90,14 +91,17 @@ def draw_sample(source: Source, cached: Path, save: dict) -> str:
 
 
 def start_sample(results_dir: Path, cache_dir: Path, save: dict) -> Callable[[Path], tuple[Path | None, str]]:
-    """Starts drawing the sample if it is not in the cache (in a forked process where fork exists);
+    """Starts drawing the sample if it is not in the cache (in a forked process where that is safe);
     returns the call that waits for it and copies it into a folder: (its path, '') or (None, why not)."""
     source = sample_source(results_dir)
     if source is None:
         return lambda out_dir: (None, "no row records a synthetic data-set config")
     cached = cached_path(source, cache_dir)
     pool = None
-    if not cached.exists() and "fork" in multiprocessing.get_all_start_methods():
+    # Forked only where this process has not loaded torch: a child of a process whose torch thread
+    # pools are running can hang in its first parallel operation; there torch is loaded anyway
+    # and the sample is drawn here, when asked for.
+    if not cached.exists() and "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods():
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         drawing = pool.submit(draw_sample, source, cached, save)
 
