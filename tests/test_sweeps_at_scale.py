@@ -94,7 +94,8 @@ def test_a_held_lease_keeps_its_heartbeat(tmp_path):
 
 def test_a_job_another_worker_holds_is_left_to_it(bench: Bench):
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        cfg = compose("config", [*TINY, "resolution=16x16", f"results_dir={bench.results}"])
+        # As the CLI call below composes it (FAST_TIMING switches an instrument off: part of the key).
+        cfg = compose("config", [*FAST_TIMING, *TINY, "resolution=16x16", f"results_dir={bench.results}"])
     from bench.jobspec import job_key
     held = lease.claim(bench.results, job_key(cfg), 600, 30)
     result = bench(*TINY, "resolution=16x16")
