@@ -26,10 +26,11 @@ import pandas as pd
 
 from bench.formatting import significant
 from bench.report.config import ReportConfig
-from bench.report.evidence import EvidenceBar, evidence_gaps
+from bench.report.evidence import EvidenceBar, evidence_gaps, seed_runs
 from bench.report.html import esc, table_html
 from bench.report.neutral import markdown_text
 from bench.report.pareto import Interval, front as undominated, overlap
+from bench.report.published import dataset_matches
 from bench.report.repeats import spread
 from bench.report.tables import latency_cell, memory_method, to_markdown
 
@@ -93,10 +94,9 @@ def _latency(rows: pd.DataFrame) -> Interval:
 
 def _measured_accuracy(rows: pd.DataFrame, bar: EvidenceBar) -> tuple[Accuracy | None, str, str]:
     """(accuracy if the runs meet the bar, the reasons they do not, the measured figure in words)."""
-    runs = rows[rows["miou"].notna()]
+    runs = seed_runs(rows)
     if runs.empty:
         return None, "", ""
-    runs = runs.sort_values("finished_at").drop_duplicates("seed", keep="last")
     folded = spread(runs["miou"] * PERCENT)
     seeds = f"{len(runs)} seed{'s' if len(runs) != 1 else ''}"
     text = f"{significant(folded.mean)} ({seeds})"
@@ -121,7 +121,6 @@ def published_miou(published: dict) -> dict[str, list[dict]]:
 def _published_dataset(datasets: set[str], figures: dict[str, list[dict]], models: list[str]) -> str | None:
     """The rows' own data set where a paper printed figures for it, else the data set most of
     ``models`` have a published figure on."""
-    from bench.report.published import dataset_matches
     printed = [f["dataset"] for m in models for f in figures.get(m, [])]
     for dataset in sorted(datasets):
         own = [name for name in printed if dataset_matches(dataset, name)]

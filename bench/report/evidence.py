@@ -48,6 +48,12 @@ def _curve(value) -> list[dict]:
     return list(value) if isinstance(value, list) else []
 
 
+def seed_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows holding an mIoU, the newest per seed: one model's runs in one setting."""
+    runs = rows[rows["miou"].notna()]
+    return runs.sort_values("finished_at").drop_duplicates("seed", keep="last")
+
+
 def evidence_gaps(runs: pd.DataFrame, bar: EvidenceBar) -> list[str]:
     """Why one model's runs (one per seed) fall short of the bar, in words; [] when they meet it."""
     gaps = []

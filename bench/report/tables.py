@@ -11,7 +11,7 @@ import pandas as pd
 from dataclasses import dataclass
 
 from bench.formatting import format_ms, significant
-from bench.report.evidence import EvidenceBar, evidence_gaps
+from bench.report.evidence import EvidenceBar, evidence_gaps, seed_runs
 from bench.report.neutral import markdown_text
 from bench.report.repeats import repeat_groups, spread, spread_text, train_limits
 
@@ -39,12 +39,6 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 def _sorted(current: pd.DataFrame) -> pd.DataFrame:
     return current.sort_values(SORT_KEYS, kind="stable", na_position="last")
-
-
-def _latency(row) -> str:
-    if pd.isna(row.latency_ms_median):
-        return ""
-    return f"{row.latency_ms_median:.2f} (IQR {row.latency_ms_iqr:.2f})"
 
 
 def _is(value, expected: bool) -> bool:
@@ -124,10 +118,9 @@ def memory_method(counter: str) -> str:
 def accuracy_caveat(runs: pd.DataFrame, bar: EvidenceBar) -> str:
     """'' when one configuration's accuracy runs (one per seed) meet the evidence bar; else the
     warning a reader must not miss: what training they had and where they fall short."""
-    runs = runs[runs["miou"].notna()]
+    runs = seed_runs(runs)
     if runs.empty:
         return ""
-    runs = runs.sort_values("finished_at").drop_duplicates("seed", keep="last")
     gaps = evidence_gaps(runs, bar)
     if not gaps:
         return ""
