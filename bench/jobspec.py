@@ -236,11 +236,10 @@ def canonical_model(name: str, plugins=()) -> str:
     one job. The ``plugins`` modules are imported first (a plugin may register the alias), so the
     key is the same before and after a job imported them; one that fails to import, or a name the
     registry does not know, is left for the job to report."""
-    import importlib
-    from models import UnknownModelError, resolve_name   # the registry imports every model's module
+    from models import UnknownModelError, import_plugins, resolve_name   # imports every model's module
     for module in plugins or ():
         try:
-            importlib.import_module(module)
+            import_plugins([module])
         except Exception:  # noqa: BLE001  (the job imports it again and records why it failed)
             pass
     try:
@@ -257,8 +256,8 @@ INSTRUMENT_DEFAULTS = {"train_step": True, "peak_flops": True, "energy": True}
 
 def _instruments_off_default(cfg: DictConfig) -> dict[str, bool]:
     measure = cfg.get("measure") or {}
-    return {name: bool(measure.get(name, default)) for name, default in INSTRUMENT_DEFAULTS.items()
-            if bool(measure.get(name, default)) != default}
+    chosen = {name: bool(measure.get(name, default)) for name, default in INSTRUMENT_DEFAULTS.items()}
+    return {name: on for name, on in chosen.items() if on != INSTRUMENT_DEFAULTS[name]}
 
 
 #: Train keys that decide only how often a resumable state is saved, not what is trained.

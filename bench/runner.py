@@ -10,7 +10,6 @@ directory run each job once. A row that cannot be written is printed as JSON ins
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -72,9 +71,8 @@ def _now() -> str:
 
 def _import_plugins(cfg: DictConfig) -> None:
     """Modules named in ``plugins`` register extra models (``@register_model``) when imported."""
-    import models  # noqa: F401  (registers the built-in architectures)
-    for module in cfg.get("plugins") or []:
-        importlib.import_module(module)
+    from models import import_plugins  # the package import registers the built-in architectures
+    import_plugins(cfg.get("plugins"))
 
 
 def _describe(exc: BaseException) -> str:

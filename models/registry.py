@@ -6,6 +6,7 @@ Follows timm/torchvision: each architecture module decorates a small builder fun
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Mapping
 from typing import Callable
 
@@ -56,6 +57,12 @@ def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: st
 def list_models(include_aliases: bool = False) -> list[str]:
     names = list(_BUILDERS) + (list(_ALIASES) if include_aliases else [])
     return sorted(names)
+
+
+def import_plugins(modules) -> None:
+    """Import the ``plugins`` modules: importing one registers its models (``@register_model``)."""
+    for module in modules or ():
+        importlib.import_module(module)
 
 
 def resolve_name(name: str) -> str:
