@@ -52,8 +52,8 @@ def describe_os_error(exc: OSError) -> str:
 
 @dataclass
 class LoadedRows:
-    rows: list[ResultRow]
-    files: list[Path] = field(default_factory=list)       # the file of each row, in the same order
+    rows: list[ResultRow]   # empty where the reader keeps them as a frame (the report's read_new_rows)
+    files: list[Path] = field(default_factory=list)       # the file of each row (of each read: the report)
     unreadable: list[Path] = field(default_factory=list)  # incomplete, corrupt or odd files, skipped
     problems: dict[Path, str] = field(default_factory=dict)  # why each unreadable file was skipped
 

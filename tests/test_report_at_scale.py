@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from bench.report import load_frame, plots, sample, write_report
-from bench.report.frame import consolidated_path, rows_to_frame
+from bench.report import frame
+from bench.report.frame import consolidated_path, read_new_rows, rows_to_frame
 from bench.report.tables import headline
 from bench.store import ResultStore
 from tests.conftest import ROOT
@@ -48,6 +49,17 @@ def many(tmp_path):
     return tmp_path
 
 
+def test_forked_readers_give_the_frame_one_reader_gives(many, monkeypatch):
+    store = ResultStore(many)
+    paths = store.row_files()
+    one, loaded_by_one = read_new_rows(store, paths)
+    monkeypatch.setattr(frame, "FILES_PER_READER", 40)            # 120 files: up to three readers
+    several, loaded_by_several = read_new_rows(store, paths)
+    assert sorted(loaded_by_several.files) == sorted(paths) == sorted(loaded_by_one.files)
+    pd.testing.assert_frame_equal(several.sort_values("row_file", ignore_index=True),
+                                  one.sort_values("row_file", ignore_index=True))
+
+
 def test_every_job_is_in_an_interactive_table_that_needs_no_network(many):
     page = write_report(many).read_text()
     assert "new ITable(" in page                                   # itables' DataTables at work
@@ -59,12 +71,12 @@ def test_every_job_is_in_an_interactive_table_that_needs_no_network(many):
 
 def test_the_consolidated_table_equals_the_json_rows_and_follows_new_and_deleted_files(many):
     first, _, loaded = load_frame(many)
-    assert len(loaded.rows) == 120 and consolidated_path(many).exists()
+    assert len(loaded.files) == 120 and consolidated_path(many).exists()
     from_json = rows_to_frame(ResultStore(many).load().rows)
     pd.testing.assert_frame_equal(first.drop(columns=["row_file", "is_current"]), from_json)
 
     again, _, loaded = load_frame(many)
-    assert loaded.rows == []                                       # all from the table this time
+    assert loaded.files == []                                      # all from the table this time
     pd.testing.assert_frame_equal(first, again)
 
     store = ResultStore(many)
@@ -72,7 +84,7 @@ def test_the_consolidated_table_equals_the_json_rows_and_follows_new_and_deleted
     gone = store.row_files()[0]
     gone.unlink()
     after, _, loaded = load_frame(many)
-    assert [row.model for row in loaded.rows] == ["newcomer"]
+    assert loaded.files == [new]
     assert len(after) == 120 and "newcomer" in set(after["model"])
     assert f"{gone.parent.name}/{gone.name}" not in set(after["row_file"])
     assert f"{new.parent.name}/{new.name}" in set(after["row_file"])
@@ -117,7 +129,7 @@ def test_figures_are_drawn_once_per_set_of_rows(many, monkeypatch):
     def must_not_draw(*args, **kwargs):
         raise AssertionError("unchanged rows: the cached figures should have been used")
 
-    monkeypatch.setattr(plots, "_draw_plots", must_not_draw)
+    monkeypatch.setattr(plots, "_figure_tasks", must_not_draw)
     write_report(many)
     assert {p.name: p.read_bytes() for p in (many / "report").glob("*.png")} == first
 
@@ -130,5 +142,5 @@ def test_figures_are_drawn_once_per_set_of_rows(many, monkeypatch):
     monkeypatch.undo()
     ResultStore(many).write(make_row("latecomer", miou=0.8, latency_ms_median=None))
     write_report(many)
-    monkeypatch.setattr(plots, "_draw_plots", must_not_draw)
+    monkeypatch.setattr(plots, "_figure_tasks", must_not_draw)
     write_report(many)

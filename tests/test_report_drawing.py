@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bench.report import drawing, write_report
+from bench.report import drawing, tasks, write_report
 from bench.store import ResultStore
 from tests.test_report import make_row
 
@@ -36,6 +36,27 @@ def test_a_new_row_that_changes_no_plotted_value_redraws_no_figure(tmp_path):
     assert any(name.startswith("latency_vs_memory_") for name in _pngs(tmp_path) - first)
 
 
+def _figure(ys=(1.0, 2.0), title="latency", ticks=None):
+    from matplotlib.figure import Figure
+    figure = Figure()
+    ax = figure.add_subplot()
+    ax.plot([1.0, 2.0], list(ys), marker="o")
+    ax.set_title(title)
+    if ticks:
+        ax.set_xticks([1.0, 2.0], ticks)
+    return figure
+
+
+def test_the_fingerprint_follows_what_a_figure_shows_and_nothing_else():
+    same = drawing.fingerprint(_figure())
+    assert drawing.fingerprint(_figure()) == same                    # a figure built twice
+    assert drawing.fingerprint(_figure(ys=(1.0, 2.5))) != same        # a point moved
+    assert drawing.fingerprint(_figure(title="memory")) != same       # a title
+    labelled = drawing.fingerprint(_figure(ticks=["96x128", "192x256"]))
+    assert labelled != same                                           # fixed tick labels
+    assert drawing.fingerprint(_figure(ticks=["96x128", "360x480"])) != labelled
+
+
 def _fails():
     raise ValueError("figure broke")
 
@@ -45,20 +66,20 @@ def _pid():
 
 
 def test_tasks_run_in_forked_workers_and_a_failure_surfaces():
-    if drawing.workers_for([_pid, _pid]) < 2:
+    if tasks.workers_for([_pid, _pid]) < 2:
         pytest.skip("one CPU or no fork: the tasks run in this process")
-    pids = drawing.run_tasks([_pid, _pid]).result()
+    pids = tasks.run_tasks([_pid, _pid]).result()
     assert os.getpid() not in pids
     with pytest.raises(ValueError, match="figure broke"):
-        drawing.run_tasks([_pid, _fails]).result()
+        tasks.run_tasks([_pid, _fails]).result()
 
 
 def test_without_fork_the_tasks_run_in_this_process_when_asked(monkeypatch):
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
-    assert drawing.workers_for([_pid, _pid, _pid]) == 0
+    assert tasks.workers_for([_pid, _pid, _pid]) == 0
     ran = []
-    pending = drawing.run_tasks([lambda: ran.append(1) or os.getpid()])
+    pending = tasks.run_tasks([lambda: ran.append(1) or os.getpid()])
     assert ran == []                                     # nothing until the results are asked for
     assert pending.result() == [os.getpid()] and ran == [1]
     with pytest.raises(ValueError, match="figure broke"):
-        drawing.run_tasks([_fails]).result()
+        tasks.run_tasks([_fails]).result()

@@ -1,6 +1,7 @@
 """``write_report``: every report file, regenerated from the stored rows alone."""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from bench.report.evidence import EvidenceBar
 from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.neutral import csv_safe, markdown_text
-from bench.report.plots import SAVE, start_plots
+from bench.report.tasks import run_tasks
+from bench.report.plots import SAVE, figure_work
 from bench.report.sample import CAPTION, start_sample
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
@@ -110,10 +112,9 @@ def _counts_html(everything: pd.DataFrame, current: pd.DataFrame) -> str:
 
 
 def tables_of(current: pd.DataFrame, published: dict, bar: EvidenceBar) -> tuple[dict, dict[str, str]]:
-    """The report's tables by title (the all-jobs table as its interactive HTML, the costliest
-    part of a large page), and the notes shown below some of them."""
+    """The report's tables by title (but the all-jobs table: ``all_jobs_html``), and the notes
+    shown below some of them."""
     tables = {
-        "All jobs": html.interactive_table_html(jobs_table(current)),
         "Best deployment": best_deployment_table(current),
         "Accuracy": accuracy_table(current, bar),
         "Failures": failures_table(current),
@@ -129,13 +130,18 @@ def tables_of(current: pd.DataFrame, published: dict, bar: EvidenceBar) -> tuple
     return tables, notes
 
 
+def all_jobs_html(current: pd.DataFrame) -> str:
+    """The all-jobs table as its interactive HTML: the costliest table of a large page."""
+    return html.interactive_table_html(jobs_table(current))
+
+
 def headline_html(table: Headline) -> str:
     return (f"<p>{html.esc(table.caption)}.</p>" if table.caption else "") + "".join(
         f"<h3>{html.esc(title)}</h3>" + html.table_html(lines) for title, lines in table.groups)
 
 
 def report_body(everything, current, unreadable, tables, top, picks, config, claims, figures, notes,
-                table_notes) -> str:
+                table_notes, all_jobs) -> str:
     """The HTML page's sections, in reading order; ``table_notes`` as for ``write_markdown``."""
     sections = [
         html.unreadable_notice(unreadable),
@@ -161,7 +167,7 @@ def report_body(everything, current, unreadable, tables, top, picks, config, cla
         "<h2>Failures</h2>" + html.interactive_table_html(tables["Failures"]),
         "<h2 id=\"all-jobs\">All jobs</h2>" + _counts_html(everything, current)
         + "<p>The newest row of every job; sort by any column, filter with the search box.</p>"
-        + tables["All jobs"],
+        + all_jobs,
         "<h2>Published vs measured</h2><h3>Parameters</h3>" + html.table_html(tables["Parameters"])
         + "<h3>mIoU</h3>" + html.table_html(tables["mIoU"])
         + "<h3>SegNet Table 6 (Caffe, GPU)</h3>" + html.table_html(tables["SegNet Table 6"])
@@ -196,23 +202,27 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
         index.write_text(html.empty_page(results_dir, unreadable))
         return [*write_tidy(current, everything, results_dir), index]
 
-    drawing = start_plots(current, out_dir, results_dir / "cache")  # in other processes, meanwhile the tables
+    # In other processes (``run_tasks``), while this one builds the tables: the figures, the
+    # tidy files and the all-jobs table, which the rest of the page does not wait for.
+    figure_tasks, figures_of = figure_work(current, out_dir, results_dir / "cache")
+    side = [functools.partial(write_tidy, current, everything, results_dir), functools.partial(all_jobs_html, current)]
+    background = run_tasks(figure_tasks + side)   # the figures first: the longest tasks
     published = load_published()
     bar = EvidenceBar.from_published(published)
-    written = write_tidy(current, everything, results_dir)
     top, picks = headline(current, bar), answers(current, published, config)
     tables, table_notes = tables_of(current, published, bar)
     claims = evaluate_claims(current, published)
-    written += write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
-    figures, notes = drawing()
+    written = write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
+    *drawings, tidy, all_jobs = background.result()
+    figures, notes = figures_of(drawings)
     sample_path, why_not = sample(out_dir)
     if sample_path is None:
         notes.append(f"No data-set sample figure: {why_not}.")
     else:
         figures.append((sample_path, CAPTION))
-    written += [path for path, _ in figures]
+    written += [*tidy, *(path for path, _ in figures)]
     body = report_body(everything, current, unreadable, tables, top, picks, config, claims, figures, notes,
-                       table_notes)
+                       table_notes, all_jobs)
     index.write_text(html.page("segbench report", html.interactive_assets() + body))
     return [*written, index]
 

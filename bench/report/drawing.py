@@ -6,22 +6,19 @@ artist's data, text, colour, scale and tick, the figure's size) then keys its PN
 a new row that leaves a figure's points, lines and titles as they were reuses its PNG, and only a
 changed figure pays for label placement and savefig. Captions come from the build, every time.
 
-The tasks run in a pool of forked processes (``run_tasks``), one task per worker at a time, while
-the caller goes on (the report builds its tables meanwhile); where fork is not available, or one
-CPU, they run in this process when their results are asked for. A task's exception is raised by
-``Pending.result`` as the task raised it.
+The report runs these tasks in other processes (``bench.report.tasks``) while it builds its tables.
 """
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import shutil
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 
 from bench.atomic import atomic_write
@@ -53,12 +50,29 @@ def _as_bytes(value) -> bytes:
     return repr(value).encode()
 
 
+def _artists(artist: Artist) -> Iterator[Artist]:
+    """``artist`` and everything it holds, as ``findobj`` gives them, less each axis' tick artists:
+    an axis makes those on first asking (most of a figure's fingerprint time), and what they show
+    is the axes' tick positions and the axis' tick labels (``_tick_labels``), in the fingerprint
+    without them."""
+    yield artist
+    children = [artist.label, artist.offsetText] if isinstance(artist, Axis) else artist.get_children()
+    for child in children:
+        yield from _artists(child)
+
+
+def _tick_labels(axis: Axis) -> list[str]:
+    """The texts an axis' major and minor ticks will show, from its locators and formatters."""
+    return [text for ticker in (axis.major, axis.minor)
+            for text in ticker.formatter.format_ticks(list(ticker.locator()))]
+
+
 def fingerprint(figure: Figure) -> str:
     """A hash of what ``figure`` shows: each artist's type and the ``GETTERS`` values it has, and
-    each axis' fixed tick labels. Equal figures (the same points, lines, texts, colours, scales,
+    each axis' tick labels. Equal figures (the same points, lines, texts, colours, scales,
     limits and ticks) give equal fingerprints; it is computed before the labels are placed."""
     digest = hashlib.sha1(_as_bytes(figure.get_size_inches()))
-    for artist in figure.findobj():
+    for artist in _artists(figure):
         digest.update(type(artist).__name__.encode())
         for name in GETTERS:
             getter = getattr(artist, name, None)
@@ -69,9 +83,8 @@ def fingerprint(figure: Figure) -> str:
             except (TypeError, ValueError, AttributeError, RuntimeError):
                 value = "?"  # a getter that needs arguments or a renderer: the same for equal figures
             digest.update(name.encode() + _as_bytes(value))
-        formatter = getattr(artist, "get_major_formatter", None)
-        if formatter is not None:
-            digest.update(_as_bytes(getattr(formatter(), "seq", type(formatter()).__name__)))
+        if isinstance(artist, Axis):
+            digest.update(_as_bytes(_tick_labels(artist)))
     return digest.hexdigest()
 
 
@@ -103,45 +116,3 @@ def _prune(png_cache: Path, stem: str) -> None:
     pattern = f"{stem}_" + "?" * 16 + ".png"
     for old in sorted(png_cache.glob(pattern), key=lambda p: p.stat().st_mtime)[:-KEPT_PER_FIGURE]:
         old.unlink(missing_ok=True)
-
-
-#: The tasks of the running pool, inherited by its forked workers (never pickled).
-_TASKS: list[Callable[[], object]] = []
-
-
-def _run(index: int):
-    return _TASKS[index]()
-
-
-def workers_for(tasks: list) -> int:
-    """Processes to run ``tasks`` in: one per task up to the CPUs; 0 (this process) without fork."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 0
-    workers = min(len(tasks), os.cpu_count() or 1)
-    return workers if workers > 1 else 0
-
-
-class Pending:
-    """Tasks under way; ``result`` waits for them and returns their results in task order."""
-
-    def __init__(self, tasks: list[Callable[[], object]], workers: int):
-        self._tasks, self._pool, self._futures = tasks, None, []
-        if workers:
-            global _TASKS
-            _TASKS = tasks
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-            self._futures: list[Future] = [self._pool.submit(_run, i) for i in range(len(tasks))]
-
-    def result(self) -> list:
-        if self._pool is None:
-            return [task() for task in self._tasks]
-        try:
-            return [future.result() for future in self._futures]
-        finally:
-            self._pool.shutdown(cancel_futures=True)
-
-
-def run_tasks(tasks: list[Callable[[], object]], workers: int | None = None) -> Pending:
-    """Starts ``tasks`` (the longest first, for the pool to finish early) in ``workers`` forked
-    processes (``workers_for`` by default; 0: in this process, when ``result`` is called)."""
-    return Pending(tasks, workers_for(tasks) if workers is None else workers)

@@ -34,7 +34,8 @@ from matplotlib.ticker import NullLocator
 from bench.atomic import atomic_write_text
 from bench.paths import safe_name
 from bench.report.deployment import backend_latency_figure
-from bench.report.drawing import Built, run_tasks, save_figures
+from bench.report.drawing import Built, Drawn, save_figures
+from bench.report.tasks import run_tasks
 from bench.report.evidence import EvidenceBar, shortfalls
 from bench.report.frame import IOU_PREFIX, iou_columns
 from bench.report.labels import label, place_labels
@@ -629,30 +630,29 @@ def _drawing_salt(bar: EvidenceBar) -> bytes:
     return code + versions.encode()
 
 
-def _draw_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path, bar: EvidenceBar | None = None,
-                   workers: int | None = None) -> Callable[[], tuple[list[tuple[str, str]], list[str]]]:
-    """Starts drawing every figure the rows support into ``out_dir`` (in parallel: ``bench.report.
-    drawing``); returns the call that waits for them: ([(file name, caption)], [notes]). ``bar``:
-    the evidence bar a Pareto front needs (conf/published.yaml's by default)."""
+def _figure_tasks(current: pd.DataFrame, out_dir: Path, cache_dir: Path,
+                  bar: EvidenceBar | None = None) -> list[Callable[[], Drawn]]:
+    """One task per figure build, drawing into ``out_dir`` what the rows support (each PNG
+    reused from ``cache_dir`` when its figure did not change: ``bench.report.drawing``).
+    ``bar``: the evidence bar a Pareto front needs (conf/published.yaml's by default)."""
     bar = bar or evidence_bar()
     out_dir.mkdir(parents=True, exist_ok=True)
     png_cache = cache_dir / "figure_pngs"
     png_cache.mkdir(parents=True, exist_ok=True)
     salt = _drawing_salt(bar)
-    tasks = [functools.partial(save_figures, build, out_dir, png_cache, salt, SAVE)
-             for build in _figure_builds(current, bar)]
-    pending = run_tasks(tasks, workers)
+    return [functools.partial(save_figures, build, out_dir, png_cache, salt, SAVE)
+            for build in _figure_builds(current, bar)]
 
-    def result() -> tuple[list[tuple[str, str]], list[str]]:
-        drawings = pending.result()
-        drawn = [pair for pairs, _, _ in drawings for pair in pairs]
-        order = {name: i for i, name in enumerate(PAGE_ORDER)}
-        drawn.sort(key=lambda pair: order.get(pair[0], len(order)))  # stable: heatmaps keep theirs
-        missing = sorted((name for _, names, _ in drawings for name in names), key=lambda n: order.get(n, 0))
-        notes = ([f"{name} not drawn: no ok row holds what it plots." for name in missing]
-                 + [note for _, _, notes in drawings for note in notes])
-        return drawn, notes
-    return result
+
+def _drawn_in_page_order(drawings: list[Drawn]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The figure tasks' results as ([(file name, caption)] in page order, [notes])."""
+    drawn = [pair for pairs, _, _ in drawings for pair in pairs]
+    order = {name: i for i, name in enumerate(PAGE_ORDER)}
+    drawn.sort(key=lambda pair: order.get(pair[0], len(order)))  # stable: heatmaps keep theirs
+    missing = sorted((name for _, names, _ in drawings for name in names), key=lambda n: order.get(n, 0))
+    notes = ([f"{name} not drawn: no ok row holds what it plots." for name in missing]
+             + [note for _, _, notes in drawings for note in notes])
+    return drawn, notes
 
 
 #: Figure sets kept in the cache (the newest): a report on unchanged rows copies its figures.
@@ -670,19 +670,25 @@ def _figures_key(current: pd.DataFrame, bar: EvidenceBar) -> str:
     return hashlib.sha1(rows + names + _drawing_salt(bar)).hexdigest()[:16]
 
 
-def start_plots(current: pd.DataFrame, out_dir: Path,
-                cache_dir: Path) -> Callable[[], tuple[list[tuple[Path, str]], list[str]]]:
-    """Starts ``write_plots``' work (the figures are drawn in other processes meanwhile); returns
-    the call that waits for it and returns what ``write_plots`` returns."""
+#: What the figures come to: ([(png path, caption)], [notes on figures left out]).
+Figures = tuple[list[tuple[Path, str]], list[str]]
+
+
+def figure_work(current: pd.DataFrame, out_dir: Path,
+                cache_dir: Path) -> tuple[list[Callable[[], Drawn]], Callable[[list[Drawn]], Figures]]:
+    """``write_plots``' work in two parts, so the caller can run the tasks beside its own (in
+    other processes: ``bench.report.drawing.run_tasks``): the figure tasks (none when this set of
+    rows was drawn before), and the call that takes their results and returns what
+    ``write_plots`` returns."""
     bar = evidence_bar()
     figure_sets = cache_dir / "figures"
     drawn_dir = figure_sets / _figures_key(current, bar)
     manifest = drawn_dir / "figures.json"
-    drawing = None if manifest.exists() else _draw_plots(current, drawn_dir, cache_dir, bar)
+    tasks = [] if manifest.exists() else _figure_tasks(current, drawn_dir, cache_dir, bar)
 
-    def result() -> tuple[list[tuple[Path, str]], list[str]]:
-        if drawing is not None:
-            drawn, notes = drawing()
+    def finish(drawings: list[Drawn]) -> Figures:
+        if tasks:
+            drawn, notes = _drawn_in_page_order(drawings)
             atomic_write_text(manifest, json.dumps({"figures": drawn, "notes": notes}))
             for old in sorted(figure_sets.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_FIGURE_SETS]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -691,16 +697,17 @@ def start_plots(current: pd.DataFrame, out_dir: Path,
         for name, _ in kept["figures"]:
             shutil.copyfile(drawn_dir / name, out_dir / name)
         return [(out_dir / name, caption) for name, caption in kept["figures"]], kept["notes"]
-    return result
+    return tasks, finish
 
 
-def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> Figures:
     """Every figure the rows support, in ``out_dir``; returns ([(png path, caption)], [notes on
     figures left out]).
 
     Drawing is most of a large report's time, so the figures are drawn once per set of rows (and
     drawing code) into ``cache_dir/figures/<key>/`` and copied from there by later reports; and
     within a new set, a figure whose plotted values did not change is copied from its PNG in
-    ``cache_dir/figure_pngs`` (``bench.report.drawing``).
+    ``cache_dir/figure_pngs`` (``bench.report.drawing``). The figures are drawn in parallel.
     """
-    return start_plots(current, out_dir, cache_dir)()
+    tasks, finish = figure_work(current, out_dir, cache_dir)
+    return finish(run_tasks(tasks).result())

