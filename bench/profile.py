@@ -20,6 +20,7 @@ from bench.measure.contention import ContentionWatch, gpu_contention, wait_for_i
 from bench.measure.energy import energy_counter, measure_energy
 from bench.measure.latency import TimingConfig, measure_latency, synchronize, synchronized
 from bench.measure.memory import forward_peak_memory
+from bench.measure.oom import is_out_of_memory
 from bench.measure.parity import parity
 from bench.measure.peak import BEATS_PEAK, achieved_flops_per_s, cached_peak, peak_fraction
 from bench.measure.size import model_size
@@ -155,6 +156,51 @@ def efficiency(flops_per_image: float, batch_size: int, latency_ms: float, devic
     return efficiency_fields(flops_per_image, batch_size, latency_ms, peak)
 
 
+#: The instruments a row can do without: one that raises (other than out of memory, which the
+#: job's ``oom_policy`` handles) leaves its columns empty and says why in ``instrument_errors``;
+#: the row keeps every other figure. Size, FLOPs, the output check and inference latency are the
+#: row itself: their failure fails the job.
+OPTIONAL_INSTRUMENTS = ("forward_memory", "train_step", "energy", "efficiency")
+
+
+def _optional(errors: dict[str, str], instrument: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()``'s fields, or {} with why in ``errors[instrument]`` when it raises."""
+    assert instrument in OPTIONAL_INSTRUMENTS, instrument
+    try:
+        return measure()
+    except Exception as exc:  # noqa: BLE001  (recorded in the row; out of memory is the job's)
+        if is_out_of_memory(exc):
+            raise
+        errors[instrument] = f"{type(exc).__name__}: {exc}"
+        return {}
+
+
+def _forward_memory_fields(model: nn.Module, inputs: torch.Tensor, spec: JobSpec, device: torch.device) -> dict:
+    memory = forward_peak_memory(model, inputs, device, spec.autocast_dtype)
+    return {"peak_memory_mib": memory.peak_mib, "activation_peak_mib": memory.activation_mib,
+            "tensor_activation_peak_mib": memory.tensor_activation_mib, "memory_counter": memory.counter}
+
+
+def _training_step_fields(whole: nn.Module, spec: JobSpec, train_cfg: Mapping[str, Any], batch_size: int,
+                          in_channels: int, num_classes: int, ignore_index: int, device: torch.device,
+                          timing: TimingConfig, progress: bool) -> dict[str, Any]:
+    """``measure_training_step`` of the whole model (an adversary trains too) on a random batch in
+    the job's layout; the model is left in eval mode without gradients even when the step fails
+    (e.g. BatchNorm meeting one value per channel), so the instruments after it still run."""
+    memory_format = _memory_format(spec)
+    image, mask = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes, ignore_index,
+                                 device)
+    whole.to(device=device, memory_format=memory_format)
+    try:
+        fields = measure_training_step(whole, train_cfg, (image.contiguous(memory_format=memory_format), mask),
+                                       num_classes, ignore_index, device, timing,
+                                       precision=spec.training_precision(device), progress=progress)
+    finally:
+        whole.eval()
+        whole.zero_grad(set_to_none=True)
+    return {**fields, "train_step_covers": training_step_covers(whole, train_cfg)}
+
+
 def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels: int,
                   device: torch.device, timing: TimingConfig, batch_size: int,
                   train_cfg: Mapping[str, Any] | None = None, ignore_index: int = 255,
@@ -174,8 +220,10 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     Every inference figure is of ``inference_part(model)`` (an adversarial model's segmentor,
     its adversary on the CPU meanwhile, so no device memory reading holds it); the adversary's
     size is recorded apart (``adversary_fields``) and the training step trains the whole model.
+
+    An optional instrument (``OPTIONAL_INSTRUMENTS``) that fails is recorded in the returned
+    ``instrument_errors`` and the other figures are kept.
     """
-    memory_format = _memory_format(spec)
     whole = model
     if inference_part(whole) is not whole:
         whole.cpu()   # the parts inference never runs stay off the device until the training step
@@ -199,16 +247,10 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
         **adversary_fields(whole),
     }
 
+    errors: dict[str, str] = {}
     if spec.backend == "eager":
         del logits
-        memory = forward_peak_memory(model, inputs, device, spec.autocast_dtype)
-        fields.update({
-            "peak_memory_mib": memory.peak_mib,
-            "activation_peak_mib": memory.activation_mib,
-            "tensor_activation_peak_mib": memory.tensor_activation_mib,
-            "memory_counter": memory.counter,
-        })
-
+        fields.update(_optional(errors, "forward_memory", lambda: _forward_memory_fields(model, inputs, spec, device)))
         forward = _eager_forward(model, inputs, spec, device)
     else:
         deployment = deploy(model, spec, inputs, device, cache_dir)
@@ -230,21 +272,17 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     with ContentionWatch() as watch:
         latency = measure_latency(forward, device, timing, progress=progress)
         if train_cfg is not None and spec.backend == "eager":
-            batch = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes,
-                                   ignore_index, device)
-            batch = (batch[0].contiguous(memory_format=memory_format), batch[1])
-            whole.to(device=device, memory_format=memory_format)   # the adversary trains too
-            fields.update(measure_training_step(whole, train_cfg, batch, num_classes, ignore_index,
-                                                device, timing, precision=spec.training_precision(device),
-                                                progress=progress))
-            fields["train_step_covers"] = training_step_covers(whole, train_cfg)
+            fields.update(_optional(errors, "train_step", lambda: _training_step_fields(
+                whole, spec, train_cfg, batch_size, in_channels, num_classes, ignore_index, device, timing,
+                progress)))
     fields.update({**latency.fields(), "throughput_ips": batch_size / (latency.median_ms / 1e3),
                    "timer": latency.timer, **watch.record.to_row(), **_gpu_fields(device)})
     if windows.energy:
-        energy = measure_energy(synchronized(forward, device), energy_counter(device), windows.energy_min_seconds,
-                                windows.energy_idle_seconds, batch_size)
-        fields.update(energy.to_row())
+        fields.update(_optional(errors, "energy", lambda: measure_energy(
+            synchronized(forward, device), energy_counter(device), windows.energy_min_seconds,
+            windows.energy_idle_seconds, batch_size).to_row()))
     if peak_flops:
-        fields.update(efficiency(flops / batch_size, batch_size, latency.median_ms, device,
-                                 spec.autocast_dtype or torch.float32, cache_dir))
-    return fields
+        fields.update(_optional(errors, "efficiency", lambda: efficiency(
+            flops / batch_size, batch_size, latency.median_ms, device, spec.autocast_dtype or torch.float32,
+            cache_dir)))
+    return {**fields, "instrument_errors": errors}

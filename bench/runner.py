@@ -37,20 +37,12 @@ from bench.measure.latency import TimingConfig
 from bench.paths import inside
 from bench.progress import child_ticks
 from bench.profile import WindowOptions, first_call_ms, images_per_s, profile_model
+from bench.measure.oom import is_out_of_memory
 from bench.scenarios import throughput_search
 from bench.schema import ResultRow
 from bench.store import ResultStore, describe_os_error
 
-OOM_ERRORS = (torch.OutOfMemoryError, MemoryError)
-#: torch's CPU allocator reports a failed allocation as a plain RuntimeError with this text.
-CPU_ALLOCATION_FAILURE = "DefaultCPUAllocator: can't allocate memory"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, Python's MemoryError, or torch's CPU allocator giving up."""
-    return isinstance(exc, OOM_ERRORS) or (isinstance(exc, RuntimeError)
-                                           and CPU_ALLOCATION_FAILURE in str(exc))
-
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class JobOutcome:
@@ -183,11 +175,10 @@ def _warn_of_shared_cpus(results_dir: str, threads: int) -> int:
     this process may use, since each then slows the others' timings."""
     others, cpus = other_workers_here(results_dir), default_threads()
     if others and threads * (others + 1) > cpus:
-        print(f"warning: {others} other segbench worker(s) on this host run jobs in {results_dir}; at "
-              f"threads={threads} each they share {cpus} CPUs, so this job's timings are slowed by theirs "
-              f"(the row records concurrent_workers={others}). For timings as if alone, give every worker "
-              f"its share, threads={max(1, cpus // (others + 1))}, or run one worker per host.",
-              file=sys.stderr, flush=True)
+        log.warning(f"warning: {others} other segbench worker(s) on this host run jobs in {results_dir}; "
+                    f"at threads={threads} each they share {cpus} CPUs, so this job's timings are slowed by "
+                    f"theirs (the row records concurrent_workers={others}). For timings as if alone, give "
+                    f"every worker its share, threads={max(1, cpus // (others + 1))}, or run one worker per host.")
     return others
 
 
@@ -305,30 +296,19 @@ def summary_line(row: ResultRow) -> str:
         parts.append(f"MEASURED UNDER LOAD: {row.contention_note}")
     if row.concurrent_workers:
         parts.append(f"measured beside {row.concurrent_workers} other worker(s) on this host")
+    for instrument, why in row.instrument_errors.items():
+        parts.append(f"{instrument} not measured ({why})")
     if row.status != "ok":  # measured, yet not the job's ok row (unsaved weights, abandoned)
         parts.append(row.error)
     return f"{head}: " + ", ".join(parts)
 
 
-def _append_to_job_log(text: str) -> None:
-    """Into the job's log file (Hydra's file handler) too, where that disk can still take it;
-    through the handler's stream, so a full disk costs no logging-error traceback."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler) and handler.stream is not None:
-            try:
-                handler.stream.write(text)
-                handler.flush()
-            except OSError:
-                pass
-
-
 def _unsaved(row: ResultRow, path: Path, exc: OSError) -> str:
-    """Print (and log) a row that could not be written, so the measurement can be recovered."""
+    """Log a row that could not be written, whole, so the measurement can be recovered."""
     line = (f"[unsaved] {row.model} {row.height}x{row.width}: the row could not be written "
             f"({describe_os_error(exc)}). It follows as JSON: save it as {path} to keep it.")
     text = json.dumps(row.to_dict(), sort_keys=True, default=str)
-    print(f"{line}\n{text}", flush=True)
-    _append_to_job_log(f"{line}\n{text}\n")
+    log.error(f"{line}\n{text}")  # also into the job's log file, where that disk can still take it
     return f"row not written ({describe_os_error(exc)}); job status {row.status}: {row.error or 'ok'}"
 
 
@@ -336,7 +316,7 @@ def _done(cfg: DictConfig, key: str, store: ResultStore) -> JobOutcome | None:
     """The skipped outcome when the job has an ok row (and force is off), else None."""
     if cfg.force or not store.has_ok_row(key):
         return None
-    print(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
+    log.info(f"[skipped] {key}: an ok row exists (force=true re-runs it)")
     return JobOutcome(key, "skipped")
 
 
@@ -359,7 +339,7 @@ def _run_claimed(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore, l
     if outcome.status == "ok":   # the row holds the result now; the resumable state has served
         shutil.rmtree(training_state_path(cfg).parent, ignore_errors=True)
     if outcome.row_file and Path(outcome.row_file).exists():  # else _unsaved printed it as JSON
-        print(summary_line(row))
+        log.info(summary_line(row))
     if row.status == "interrupted":
         raise JobInterrupted(outcome)
     return outcome
@@ -371,7 +351,7 @@ def _run_or_skip(cfg: DictConfig, key: str, run_dir: Path, store: ResultStore) -
         return done
     lease = claim(store.root, key, float(cfg.lease.stale_after_seconds), float(cfg.lease.heartbeat_seconds))
     if not isinstance(lease, Lease):
-        print(f"[claimed] {key}: another worker runs it ({lease})")
+        log.info(f"[claimed] {key}: another worker runs it ({lease})")
         return JobOutcome(key, "claimed")
     with lease:
         return _run_claimed(cfg, key, run_dir, store, lease)
@@ -383,8 +363,8 @@ def _write_outcome(run_dir: Path, outcome: JobOutcome) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "outcome.json").write_text(outcome.to_json())
     except OSError as exc:
-        print(f"warning: the job's outcome marker could not be written in {run_dir} "
-              f"({describe_os_error(exc)}); the sweep summary will not count this job", file=sys.stderr)
+        log.warning(f"warning: the job's outcome marker could not be written in {run_dir} "
+                    f"({describe_os_error(exc)}); the sweep summary will not count this job")
 
 
 def run_job(cfg: DictConfig, run_dir: Path) -> JobOutcome:
@@ -395,7 +375,7 @@ def run_job(cfg: DictConfig, run_dir: Path) -> JobOutcome:
     except ConfigError as exc:
         # No grid point to name, so no row: the outcome marker still makes the sweep fail.
         outcome = JobOutcome("", "invalid", error=str(exc))
-        print(f"[invalid] {exc}", file=sys.stderr)
+        log.error(f"[invalid] {exc}")
     else:
         try:
             outcome = _run_or_skip(cfg, key, run_dir, store)

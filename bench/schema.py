@@ -15,8 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 4  # 3: latency intervals, raw times, contention, energy, cold start; 4: adversarial
-                    # rows measure inference on the segmentor alone (adversary_*, train_step_covers)
+SCHEMA_VERSION = 5  # 3: latency intervals, raw times, contention, energy, cold start; 4: adversarial
+                    # rows measure inference on the segmentor alone (adversary_*, train_step_covers);
+                    # 5: an instrument that cannot run leaves the row ok (instrument_errors)
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
@@ -56,6 +57,10 @@ class ResultRow:
     started_at: str = ""               # ISO 8601, UTC
     finished_at: str = ""
     wall_seconds: float | None = None
+    # The profile's optional instruments (bench/profile.py OPTIONAL_INSTRUMENTS) that could not run
+    # for this job, each with why ("ExceptionType: message"); their columns stay empty and the row
+    # keeps every other figure, its status ok.
+    instrument_errors: dict[str, str] = field(default_factory=dict)
     host: str = ""
     schema_version: int = SCHEMA_VERSION
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import math
 import os
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,8 @@ import orjson
 from bench.atomic import atomic_write_text
 from bench.paths import inside
 from bench.schema import ResultRow, RowFormatError
+
+log = logging.getLogger(__name__)
 
 ROWS_DIR = "rows"
 
@@ -153,6 +155,6 @@ class ResultStore:
         loaded = self.load(job_key)
         for line in loaded.warning_lines():
             if line not in self._warned:
-                print(line, file=sys.stderr)
+                log.warning(line)
                 self._warned.add(line)
         return any(row.status == "ok" for row in loaded.rows)

@@ -32,6 +32,10 @@ def test_single_run_prints_and_stores_its_row(bench: Bench):
     assert row.saved_for_backward_mib > 0
     for name in ("train_latency_ms_median", "train_peak_memory_mib", "saved_for_backward_mib"):
         assert f"{name}: {getattr(row, name):.6g}" in result.stdout
+    # Logging (bench/logs.py): the summary line plain on the console, time-stamped in the job's log.
+    [summary] = [line for line in result.stdout.splitlines() if line.startswith("[ok] tiny_segmenter")]
+    [log_file] = bench.results.glob("runs/*/*/*.log")
+    assert any(line.endswith(f"[bench.runner][INFO] - {summary}") for line in log_file.read_text().splitlines())
 
 
 def test_training_step_can_be_left_out(bench: Bench):

@@ -3,6 +3,7 @@ value, a disk full at the final checkpoint, a hung worker, a timeout without iso
 contradicting timing bounds, and workers sharing one host's CPUs."""
 import errno
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def test_every_job_of_a_sweep_is_checked_before_the_first_runs(bench: Bench):
     assert not bench.results.joinpath("rows").exists() or not bench.rows().rows
 
 
-def test_a_finished_training_whose_checkpoint_cannot_be_written_is_still_scored(tmp_path, monkeypatch, capsys):
+def test_a_finished_training_whose_checkpoint_cannot_be_written_is_still_scored(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "checkpoint.pt"))
 
@@ -74,7 +77,7 @@ def test_a_finished_training_whose_checkpoint_cannot_be_written_is_still_scored(
     row = ResultStore(tmp_path / "results").read(outcome.row_file)
     assert row.status == "unsaved" and row.checkpoint is None and "No space left" in row.checkpoint_error
     assert row.miou is not None and row.train_steps == 2 and row.latency_ms_median > 0
-    assert "[unsaved]" in capsys.readouterr().out
+    assert "[unsaved]" in caplog.text    # the job's summary line, on the console and in its log file
 
 
 def _hang_then(tmp_path, monkeypatch, *, tick_while_waiting: bool):
@@ -127,7 +130,7 @@ def test_timing_bounds_that_contradict_each_other_are_refused(tmp_path):
     assert config_problems(_config(tmp_path, "measure.min_iters=2", "measure.max_iters=2")) == []
 
 
-def test_workers_sharing_a_host_are_warned_and_recorded(tmp_path, capsys):
+def test_workers_sharing_a_host_are_warned_and_recorded(tmp_path, caplog):
     results = tmp_path / "results"
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -142,9 +145,9 @@ def test_workers_sharing_a_host_are_warned_and_recorded(tmp_path, capsys):
         other.kill()
     row = ResultStore(results).read(outcome.row_file)
     assert row.concurrent_workers == 1
-    err = capsys.readouterr().err
+    warnings = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     if os.cpu_count() and len(os.sched_getaffinity(0)) < 4:  # 2 workers x 2 threads oversubscribe
-        assert "1 other segbench worker(s) on this host" in err and "threads=" in err
+        assert "1 other segbench worker(s) on this host" in warnings and "threads=" in warnings
 
 
 def test_a_sweeps_bad_data_files_are_named_once_before_any_job(bench: Bench, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -31,16 +32,19 @@ def _with_odd_files(root, model: str = "fcn8s") -> tuple[ResultStore, str, dict]
     return store, good.parent.name, {good.parent / name: reason for name, (_, reason) in ODD.items()}
 
 
-def _warnings(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("warning:")]
+def _warnings(caplog) -> list[str]:
+    """The warning lines logged since the last call (on stderr for a user: bench/logs.py)."""
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    caplog.clear()
+    return [line for line in lines if line.startswith("warning:")]
 
 
-def test_the_report_warns_about_each_odd_row_file_and_builds_the_page(tmp_path, capsys):
+def test_the_report_warns_about_each_odd_row_file_and_builds_the_page(tmp_path, caplog):
     _, _, odd = _with_odd_files(tmp_path)
     ResultStore(tmp_path).write(make_row("segnet_basic"))
     for _ in range(2):  # the second report reads the consolidated table: the odd files are still named
         report_main(["--results-dir", str(tmp_path)])
-        warnings = _warnings(capsys.readouterr().err)
+        warnings = _warnings(caplog)
         assert len(warnings) == len(odd)
         for path, reason in odd.items():
             [line] = [w for w in warnings if str(path) in w]
@@ -49,10 +53,10 @@ def test_the_report_warns_about_each_odd_row_file_and_builds_the_page(tmp_path, 
     assert "3 incomplete or corrupt row files were skipped" in page and "segnet_basic" in page
 
 
-def test_the_resume_check_skips_odd_row_files_with_a_warning(tmp_path, capsys):
+def test_the_resume_check_skips_odd_row_files_with_a_warning(tmp_path, caplog):
     store, key, odd = _with_odd_files(tmp_path)
     assert store.has_ok_row(key) and store.has_ok_row(key)  # a job looks twice: before and after its claim
-    warnings = _warnings(capsys.readouterr().err)
+    warnings = _warnings(caplog)
     assert len(warnings) == len(odd) and all(any(str(p) in w for w in warnings) for p in odd)
     loaded = store.load(key)
     assert len(loaded.rows) == 1 and {p: r.split(": ", 1)[1] for p, r in loaded.problems.items()} == odd

@@ -2,6 +2,7 @@
 before any work: each case as a user meets it, through the CLI where the CLI is what they see."""
 import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -115,7 +116,7 @@ def test_an_unwritable_results_directory_stops_before_any_job(bench: Bench, tmp_
                      f"Not a directory: '{not_a_directory / 'results' / 'rows'}'"]
 
 
-def test_a_full_disk_at_the_row_keeps_the_measurement_on_stdout(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_at_the_row_keeps_the_measurement_in_an_error_line(tmp_path, monkeypatch, caplog):
     """A stand-in for a disk that fills up during the job: the row file gets 100 bytes, then ENOSPC."""
     def full_disk(partial):
         partial.write_text("x" * 100)
@@ -128,7 +129,9 @@ def test_a_full_disk_at_the_row_keeps_the_measurement_on_stdout(tmp_path, monkey
         cfg = compose("config", [*TINY, *FAST_TIMING, "resolution=16x16", f"results_dir={tmp_path / 'results'}"])
     outcome = run_job(cfg, tmp_path / "run")
     assert outcome.status == "unsaved" and "No space left on device" in outcome.error
-    lines = capsys.readouterr().out.splitlines()
+    [record] = [r for r in caplog.records if r.getMessage().startswith("[unsaved]")]
+    assert record.levelno == logging.ERROR                # stderr, and the job's log file where it can
+    lines = record.getMessage().splitlines()
     [note] = [i for i, line in enumerate(lines) if line.startswith("[unsaved]")]
     assert f"save it as {outcome.row_file}" in lines[note]
     row = ResultRow.from_dict(json.loads(lines[note + 1]))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-import sys
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +27,7 @@ from bench.report.published import (
 from bench.report.tables import (
     Headline, accuracy_heading, accuracy_table, environment_table, failures_table, headline, jobs_table, to_markdown)
 
+log = logging.getLogger(__name__)
 REPORT_DIR = "report"
 
 
@@ -164,7 +165,9 @@ def report_body(everything, current, unreadable, tables, top, picks, config, cla
         "mean ± standard deviation, the 95% t interval of the mean and n; the training budget and "
         "the steps it gave; the best validation point of each seed and the training time to the "
         "target mIoU (<code>train.target_miou</code>).</p>" + html.table_html(tables["Accuracy"]),
-        "<h2>Failures</h2>" + html.interactive_table_html(tables["Failures"]),
+        "<h2>Failures</h2><p>Jobs whose newest row is not ok, with the cause; and ok jobs one of whose "
+        "optional instruments (forward memory, training step, energy, efficiency) could not run "
+        "(<i>ok, partly</i>): their other figures stand.</p>" + html.interactive_table_html(tables["Failures"]),
         "<h2 id=\"all-jobs\">All jobs</h2>" + _counts_html(everything, current)
         + "<p>The newest row of every job; sort by any column, filter with the search box.</p>"
         + all_jobs,
@@ -196,7 +199,7 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
     everything, current, loaded = load_frame(results_dir)
     unreadable = loaded.unreadable
     for line in loaded.warning_lines():  # on the console too: a page is easy not to read
-        print(line, file=sys.stderr)
+        log.warning(line)
     index = out_dir / "index.html"
     if current.empty:
         index.write_text(html.empty_page(results_dir, unreadable))

@@ -31,7 +31,7 @@ from bench.store import LoadedRows, ResultStore
 PERCENT = 100.0
 #: Nested columns stored as JSON text, so frames group, compare and serialise as plain values.
 JSON_COLUMNS = ("config", "model_kwargs", "learning_curve", "backend_provider_options", "latency_times_ms",
-                "train_latency_times_ms", "throughput_search")
+                "train_latency_times_ms", "throughput_search", "instrument_errors")
 IOU_PREFIX = "iou."
 
 

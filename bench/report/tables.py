@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -271,13 +272,24 @@ def accuracy_heading(current: pd.DataFrame) -> str:
     return "Accuracy"
 
 
+def _not_measured(instrument_errors: str) -> str:
+    """A row's ``instrument_errors`` (JSON text in the frame) in words; '' for none."""
+    errors = json.loads(instrument_errors) if isinstance(instrument_errors, str) and instrument_errors else {}
+    return "; ".join(f"{instrument} not measured: {why}" for instrument, why in errors.items())
+
+
 def failures_table(current: pd.DataFrame) -> pd.DataFrame:
-    """The jobs whose newest row is not ``ok``, with the recorded cause."""
-    rows = _sorted(current[current["status"] != "ok"])
+    """The jobs whose newest row is not ``ok``, with the recorded cause; and the ok jobs with an
+    instrument that could not run (status ``ok, partly``), with why."""
+    not_measured = current["instrument_errors"].map(_not_measured)
+    rows = _sorted(current[(current["status"] != "ok") | (not_measured != "")])
+    not_measured = not_measured[rows.index]
+    partly = (rows["status"] == "ok") & (not_measured != "")
     return pd.DataFrame({
         "model": rows["model"], "dataset": rows["dataset"], "device": rows["device"],
         "resolution": rows["resolution"], "batch": rows["batch_size"].map(lambda b: fmt(b, "{:.0f}")),
-        "precision": rows["precision"], "status": rows["status"], "cause": rows["error"],
+        "precision": rows["precision"], "status": rows["status"].where(~partly, "ok, partly"),
+        "cause": ["; ".join(part for part in parts if part) for parts in zip(rows["error"].fillna(""), not_measured)],
         "traceback": rows["traceback_file"], "job_key": rows["job_key"],
     }).reset_index(drop=True)
 
