@@ -1,4 +1,7 @@
-"""Deployment backends: how the model is run for the latency and memory passes.
+"""Deployment backends: how the model is run for the latency and memory passes, registered by
+name (``register_backend``), one ``Backend`` subclass each. A new backend is one module with its
+class and registration; the config check, the job key, the profile stage and the report all go
+by the registry (a plugin module, ``plugins=[...]``, may register one).
 
 * ``eager``: the ``nn.Module`` as written (the reference every other backend is checked against).
 * ``compile``: ``torch.compile`` (Inductor); the first, compiling call is timed on its own.
@@ -21,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -31,7 +34,9 @@ from bench.measure.memory import forward_peak_memory, resident_peak_rise, tensor
 from bench.measure.size import MIB
 from bench.paths import safe_name
 
-BACKENDS = ("eager", "compile", "onnxruntime")
+if TYPE_CHECKING:
+    from bench.jobspec import JobSpec
+
 ONNX_EXPORTER = "torch.onnx.export(dynamo=True)"
 #: ORT's execution providers in the order segbench prefers them on a CUDA device.
 CUDA_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -174,3 +179,100 @@ def compile_deployment(model: nn.Module, inputs: torch.Tensor, device: torch.dev
         "tensor_activation_peak_mib": memory.tensor_activation_mib,
         "memory_counter": memory.counter,
     })
+
+
+class UnknownBackendError(ValueError):
+    """A backend name no registration gave; the message lists the registered ones."""
+
+
+class Backend:
+    """One way to deploy a model for the inference passes. A subclass sets ``name``, writes
+    ``prepare`` (and ``problems``, for the job settings it cannot run), and is registered with
+    ``register_backend``."""
+    name: str = ""
+    #: The backend the others are checked against (eager): its rows carry the forward-memory
+    #: and training-step figures; every other backend's rows carry their parity with it.
+    reference: bool = False
+
+    def problems(self, precision: str, channels_last: bool) -> list[str]:
+        """Why this backend cannot run a job at ``precision`` in this memory layout ([]: it can)."""
+        return []
+
+    def prepare(self, model: nn.Module, inputs: torch.Tensor, spec: "JobSpec", device: torch.device,
+                cache_dir: Path) -> Deployment:
+        """``model`` (in eval mode, on ``device``, in the job's layout) made ready to run on
+        ``inputs``: ``Deployment.run`` returns the logits, ``Deployment.fields`` describe it."""
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Adds ``backend`` under its name; a second backend of another class under one name is an error."""
+    known = _REGISTRY.get(backend.name)
+    if known is not None and type(known) is not type(backend):
+        raise ValueError(f"backend {backend.name!r} is registered already ({type(known).__name__})")
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def backend_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownBackendError(f"unknown backend {name!r}; choose one of {', '.join(_REGISTRY)}") from None
+
+
+def job_autocast(spec: "JobSpec", device: torch.device) -> torch.autocast:
+    """Autocast at the job's precision (off for fp32)."""
+    return torch.autocast(device.type, dtype=spec.autocast_dtype, enabled=spec.autocast_dtype is not None)
+
+
+def eager_run(model: nn.Module, inputs: torch.Tensor, spec: "JobSpec", device: torch.device) -> Callable[[], torch.Tensor]:
+    """One eager inference call at the job's precision, without autograd: what every eager figure times."""
+    autocast = job_autocast(spec, device)  # made once: the timed call only enters it
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode(), autocast:
+            return model(inputs)
+    return run
+
+
+class Eager(Backend):
+    """The ``nn.Module`` as written, at the job's precision (autocast), without autograd."""
+    name, reference = "eager", True
+
+    def prepare(self, model, inputs, spec, device, cache_dir) -> Deployment:
+        return Deployment(eager_run(model, inputs, spec, device))
+
+
+class Compile(Backend):
+    """``torch.compile`` (Inductor); the first, compiling call is timed on its own."""
+    name = "compile"
+
+    def prepare(self, model, inputs, spec, device, cache_dir) -> Deployment:
+        return compile_deployment(model, inputs, device, spec.autocast_dtype)
+
+
+class OnnxRuntime(Backend):
+    """The exported fp32 graph in an ONNX Runtime session, the export cached by ``export_key``."""
+    name = "onnxruntime"
+
+    def problems(self, precision: str, channels_last: bool) -> list[str]:
+        if precision != "fp32" or channels_last:
+            return ["backend=onnxruntime runs the exported fp32 graph in ONNX Runtime's own layout: use "
+                    "precision=fp32 channels_last=false with it"]
+        return []
+
+    def prepare(self, model, inputs, spec, device, cache_dir) -> Deployment:
+        key = export_key(spec.model, spec.model_kwargs, tuple(inputs.shape), weights_digest(model))
+        return onnxruntime_deployment(model, inputs, device, cache_dir / "onnx" / f"{key}.onnx")
+
+
+for _backend in (Eager(), Compile(), OnnxRuntime()):
+    register_backend(_backend)

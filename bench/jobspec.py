@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench.backends import BACKENDS
+from bench.backends import UnknownBackendError, get_backend
 from bench.paths import safe_name
 from bench.scenarios import SCENARIOS
 from bench.schedule import SCHEDULES
@@ -231,17 +231,26 @@ class JobSpec:
         return Precision(device.type, self.autocast_dtype)
 
 
+def _import_plugins_quietly(plugins) -> None:
+    """The ``plugins`` modules imported (they may register models, aliases and backends); one that
+    fails to import is left for the job, which imports it again and records why it failed."""
+    if not plugins:
+        return   # importing ``models`` imports every model's module: only when a plugin needs it
+    from models import import_plugins
+    for module in plugins:
+        try:
+            import_plugins([module])
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def canonical_model(name: str, plugins=()) -> str:
     """``name`` with registry aliases resolved (``tiramisu`` -> ``fcdensenet103``): one network,
     one job. The ``plugins`` modules are imported first (a plugin may register the alias), so the
     key is the same before and after a job imported them; one that fails to import, or a name the
     registry does not know, is left for the job to report."""
-    from models import UnknownModelError, import_plugins, resolve_name   # imports every model's module
-    for module in plugins or ():
-        try:
-            import_plugins([module])
-        except Exception:  # noqa: BLE001  (the job imports it again and records why it failed)
-            pass
+    from models import UnknownModelError, resolve_name   # imports every model's module
+    _import_plugins_quietly(plugins)
     try:
         return resolve_name(name)
     except UnknownModelError:
@@ -269,10 +278,15 @@ def _train_identity(train_cfg: DictConfig) -> dict[str, Any]:
 
 
 def _backend(cfg: DictConfig) -> str:
-    """``backend``, with the old ``compile=true`` read as ``backend=compile`` (the same job key)."""
+    """``backend``, with the old ``compile=true`` read as ``backend=compile`` (the same job key);
+    a name the registry (bench/backends.py, and the ``plugins`` modules) does not know, or a
+    setting the backend cannot run, is a ConfigError."""
     backend = cfg.get("backend", "eager")
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    _import_plugins_quietly(cfg.get("plugins"))
+    try:
+        get_backend(backend)
+    except UnknownBackendError as exc:
+        raise ConfigError(str(exc)) from None
     if cfg.get("compile"):
         if backend not in ("eager", "compile"):
             raise ConfigError(f"compile=true is the old spelling of backend=compile and cannot be "
@@ -281,9 +295,9 @@ def _backend(cfg: DictConfig) -> str:
     if cfg.get("scenario") == "throughput" and backend != "eager":
         raise ConfigError(f"scenario=throughput searches the batch size on the eager model; use it with "
                           f"backend=eager, or scenario=latency with backend={backend}")
-    if backend == "onnxruntime" and (cfg.precision != "fp32" or cfg.channels_last):
-        raise ConfigError("backend=onnxruntime runs the exported fp32 graph in ONNX Runtime's own "
-                          "layout: use precision=fp32 channels_last=false with it")
+    problems = get_backend(backend).problems(cfg.precision, bool(cfg.channels_last))
+    if problems:
+        raise ConfigError("; ".join(problems))
     return backend
 
 

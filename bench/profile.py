@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from bench.backends import Deployment, compile_deployment, export_key, onnxruntime_deployment, weights_digest
+from bench.backends import eager_run, get_backend, job_autocast
 from bench.environment import device_name
 from bench.jobspec import JobSpec
 from bench.measure.decoder import recording_kept, storage_fields
@@ -44,10 +44,6 @@ class WindowOptions:
 
 def _memory_format(spec: JobSpec) -> torch.memory_format:
     return torch.channels_last if spec.channels_last else torch.contiguous_format
-
-
-def _autocast(spec: JobSpec, device: torch.device) -> torch.autocast:
-    return torch.autocast(device.type, dtype=spec.autocast_dtype, enabled=spec.autocast_dtype is not None)
 
 
 def inference_part(model: nn.Module) -> nn.Module:
@@ -91,22 +87,11 @@ def _prepared(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: int
     return model, inputs.contiguous(memory_format=_memory_format(spec))
 
 
-def _eager_forward(model: nn.Module, inputs: torch.Tensor, spec: JobSpec, device: torch.device) -> Callable[[], None]:
-    """One eager inference call at the job's precision: what every eager figure times."""
-    autocast = _autocast(spec, device)  # made once: the timed call only enters it
-
-    def forward() -> None:
-        with torch.inference_mode(), autocast:
-            model(inputs)
-
-    return forward
-
-
 def first_call_ms(model: nn.Module, spec: JobSpec, in_channels: int, device: torch.device) -> float:
     """The cold start's second half: the first forward pass of a freshly built model on the
     job's device (weights moved there, kernels chosen, caches cold), timed on its own."""
     started = time.perf_counter()
-    _eager_forward(*_prepared(inference_part(model), spec, spec.batch_size, in_channels, device), spec, device)()
+    eager_run(*_prepared(inference_part(model), spec, spec.batch_size, in_channels, device), spec, device)()
     synchronize(device)
     return (time.perf_counter() - started) * 1e3
 
@@ -115,7 +100,7 @@ def images_per_s(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: 
                  timing: TimingConfig) -> float:
     """Eager inference throughput at ``batch_size`` by the latency loop: a step of the
     throughput scenario's batch search (bench/scenarios.py)."""
-    forward = _eager_forward(*_prepared(inference_part(model), spec, batch_size, in_channels, device), spec, device)
+    forward = eager_run(*_prepared(inference_part(model), spec, batch_size, in_channels, device), spec, device)
     return batch_size / (measure_latency(forward, device, timing).median_ms / 1e3)
 
 
@@ -124,15 +109,6 @@ def _gpu_fields(device: torch.device) -> dict[str, Any]:
         return {}
     index = device.index if device.index is not None else torch.cuda.current_device()
     return gpu_contention(index, str(torch.cuda.get_device_properties(index).uuid))
-
-
-def deploy(model: nn.Module, spec: JobSpec, inputs: torch.Tensor, device: torch.device,
-           cache_dir: Path) -> Deployment:
-    """``model`` made ready on ``spec.backend`` (not eager), exported ONNX files cached in ``cache_dir``."""
-    if spec.backend == "compile":
-        return compile_deployment(model, inputs, device, spec.autocast_dtype)
-    key = export_key(spec.model, spec.model_kwargs, tuple(inputs.shape), weights_digest(model))
-    return onnxruntime_deployment(model, inputs, device, cache_dir / "onnx" / f"{key}.onnx")
 
 
 def efficiency_fields(flops_per_image: float, batch_size: int, latency_ms: float, peak: dict) -> dict:
@@ -229,7 +205,7 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
         whole.cpu()   # the parts inference never runs stay off the device until the training step
     model, inputs = _prepared(inference_part(whole), spec, batch_size, in_channels, device)
 
-    with _autocast(spec, device), recording_kept(model) as kept:
+    with job_autocast(spec, device), recording_kept(model) as kept:
         flops, logits = forward_flops(model, inputs)
     decoder = storage_fields(model, kept)
     expected = (batch_size, num_classes, spec.height, spec.width)
@@ -248,12 +224,12 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     }
 
     errors: dict[str, str] = {}
-    if spec.backend == "eager":
+    backend = get_backend(spec.backend)
+    deployment = backend.prepare(model, inputs, spec, device, cache_dir)
+    if backend.reference:
         del logits
         fields.update(_optional(errors, "forward_memory", lambda: _forward_memory_fields(model, inputs, spec, device)))
-        forward = _eager_forward(model, inputs, spec, device)
     else:
-        deployment = deploy(model, spec, inputs, device, cache_dir)
         check = parity(logits, deployment.run())
         del logits
         fields.update({**deployment.fields, "parity_max_abs_diff": check.max_abs_diff,
@@ -264,14 +240,14 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
                     "error": (f"backend={spec.backend} predicts {check.argmax_agreement:.4%} of pixels as "
                               f"eager does, below parity.min_argmax_agreement={min_agreement:.4%} "
                               f"(max abs logit difference {check.max_abs_diff:.3g}); not timed")}
-        forward = deployment.run
+    forward = deployment.run
 
     if windows.require_idle:
         idle = wait_for_idle(windows.idle_max_wait)
         fields.update({"contention_idle_at_start": idle.idle, "contention_waited_seconds": idle.waited_seconds})
     with ContentionWatch() as watch:
         latency = measure_latency(forward, device, timing, progress=progress)
-        if train_cfg is not None and spec.backend == "eager":
+        if train_cfg is not None and backend.reference:
             fields.update(_optional(errors, "train_step", lambda: _training_step_fields(
                 whole, spec, train_cfg, batch_size, in_channels, num_classes, ignore_index, device, timing,
                 progress)))
