@@ -5,7 +5,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.backends import UnknownBackendError, get_backend
+from bench.grid import SPLITS, ConfigError, parse_resolution
 from bench.paths import safe_name
 from bench.scenarios import SCENARIOS
 from bench.schedule import SCHEDULES
@@ -20,28 +20,7 @@ from bench.updates import OPTIMIZERS, Precision
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("profile", "accuracy", "eval")
-#: The splits a job may read (``eval_split``, ``train.curve_split``).
-SPLITS = ("train", "val", "test")
 OOM_POLICIES = ("fail", "halve")
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot name a job; the message says what is accepted."""
-
-
-def parse_resolution(value: Any) -> tuple[int, int]:
-    """``"360x480"`` (height x width), ``"256"`` or 256 (square), or (height, width) -> (height, width)."""
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        value = f"{value[0]}x{value[1]}"
-    text = str(value).strip().lower()
-    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text)
-    if not match:
-        raise ConfigError(f"resolution must look like HEIGHTxWIDTH, e.g. resolution=360x480; got {value!r}")
-    height = int(match.group(1))
-    width = int(match.group(2) or height)
-    if height < 1 or width < 1:
-        raise ConfigError(f"resolution must be positive, got {value!r}")
-    return height, width
 
 
 def default_threads() -> int:

@@ -17,7 +17,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from bench.jobspec import config_problems, parse_resolution
+from bench.grid import parse_resolution
+from bench.jobspec import config_problems
 
 
 class SweepInvalidError(ValueError):

@@ -1,5 +1,7 @@
 """bench.data: the synthetic scenes, the real loaders on small fake copies of each on-disk layout,
 the joint transforms and the error messages."""
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -348,3 +350,10 @@ def test_colorize_and_sample_grid():
     samples = sample_grid(SYNTHETIC, n=2, resolution=(32, 48))
     assert len(samples) == 2
     assert all(a.shape == b.shape == (32, 48, 3) and a.dtype == b.dtype == np.uint8 for a, b in samples)
+
+
+def test_the_data_layer_does_not_load_the_job_and_backend_layers():
+    # The splits and the resolution syntax come from bench/grid.py, which imports nothing heavy.
+    probe = "import sys, bench.data; print(sorted(m for m in sys.modules if m in ('bench.jobspec', 'bench.backends')))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

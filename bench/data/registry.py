@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 from bench.data import camvid, folder, synthetic, torchvision_sets
 from bench.data.info import DatasetInfo, DatasetSpec
 from bench.data.transforms import Augmentation, SegmentationTransform
-from bench.jobspec import SPLITS, parse_resolution
+from bench.grid import SPLITS, parse_resolution
 
 _DATASETS: dict[str, DatasetSpec] = {
     "synthetic": synthetic.SPEC,

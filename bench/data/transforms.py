@@ -16,7 +16,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from bench.jobspec import parse_resolution
+from bench.grid import parse_resolution
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
