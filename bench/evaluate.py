@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from bench.data import build_dataset, dataset_info
 from bench.data.check import check_split_files
-from bench.metrics import confusion_matrix, segmentation_metrics
+from bench.metrics import (BOUNDARY_BAND_FRACTION, BOUNDARY_METHOD, boundary_band_px, boundary_counts,
+                           boundary_miou, confusion_matrix, segmentation_metrics)
 from bench.progress import tick
 from bench.checkpoint import load_checkpoint
 from bench.train import train_model
@@ -55,6 +56,7 @@ def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resol
     loader = DataLoader(build_dataset(dataset_cfg, split, resolution, train=False), batch_size=batch_size,
                         collate_fn=_images_and_masks)
     confmat = torch.zeros(info.num_classes, info.num_classes, dtype=torch.int64, device=device)
+    boundary = torch.zeros(2, info.num_classes, dtype=torch.int64, device=device)
     sizes: set[tuple[int, int]] = set()
     was_training = model.training
     model.eval()
@@ -66,11 +68,16 @@ def evaluate(model: nn.Module, dataset_cfg: Mapping[str, Any], split: str, resol
                     sizes.add(tuple(mask.shape))
                     pred = predict_at(logits, tuple(mask.shape))
                     confmat += confusion_matrix(pred, mask.to(device), info.num_classes, info.ignore_index)
+                    boundary += boundary_counts(pred, mask.to(device), info.num_classes, info.ignore_index,
+                                                boundary_band_px(*mask.shape))
     finally:
         model.train(was_training)
     (height, width), = sizes if len(sizes) == 1 else [(None, None)]
     return {"split": split, "eval_height": height, "eval_width": width,
-            **segmentation_metrics(confmat, info.class_names)}
+            **segmentation_metrics(confmat, info.class_names),
+            "boundary_miou": boundary_miou(boundary),
+            "boundary_band_px": boundary_band_px(height, width) if height is not None else None,
+            "boundary_method": BOUNDARY_METHOD.format(band=f"{BOUNDARY_BAND_FRACTION:.0%}")}
 
 
 def curve_split(train_cfg: Mapping[str, Any]) -> str:

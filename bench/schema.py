@@ -17,7 +17,8 @@ from typing import Any
 
 SCHEMA_VERSION = 5  # 3: latency intervals, raw times, contention, energy, cold start; 4: adversarial
                     # rows measure inference on the segmentor alone (adversary_*, train_step_covers);
-                    # 5: an instrument that cannot run leaves the row ok (instrument_errors)
+                    # 5: an instrument that cannot run leaves the row ok (instrument_errors);
+                    # accuracy rows hold Boundary IoU (boundary_miou, boundary_band_px, boundary_method)
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
@@ -230,6 +231,9 @@ class ResultRow:
     pixel_accuracy: float | None = None
     mean_accuracy: float | None = None
     fw_iou: float | None = None
+    boundary_miou: float | None = None   # mean Boundary IoU (bench/metrics.py): the outlines, not the blobs
+    boundary_band_px: int | None = None  # its band width at the scored size (None: label maps of several sizes)
+    boundary_method: str = ""
     train_steps: int | None = None
     train_seconds: float | None = None
     epochs: float | None = None

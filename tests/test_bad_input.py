@@ -81,6 +81,9 @@ def test_eval_mode_reproduces_the_trained_score(bench: Bench):
     assert scored.returncode == 0, scored.stderr
     evaluated = [r for r in bench.rows().rows if r.mode == "eval"][0]
     assert evaluated.miou == pytest.approx(row.miou) and evaluated.split == "val"
+    # Boundary IoU in every accuracy row: the band is 2% of the 32x32 diagonal, 1 pixel.
+    assert 0 <= row.boundary_miou <= 1 and row.boundary_band_px == 1 and "Cheng" in row.boundary_method
+    assert evaluated.boundary_miou == pytest.approx(row.boundary_miou)
 
 
 def test_oom_policy_halve_records_the_batch_size_used(bench: Bench):

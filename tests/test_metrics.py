@@ -5,7 +5,8 @@ from fractions import Fraction
 import pytest
 import torch
 
-from bench.metrics import confusion_matrix, median_frequency_weights, segmentation_metrics
+from bench.metrics import (boundary_band, boundary_band_px, boundary_counts, boundary_miou, confusion_matrix,
+                           median_frequency_weights, segmentation_metrics)
 
 IGNORE = 255
 NAMES = ["road", "car", "sky", "boat"]   # "boat" appears in neither prediction nor ground truth
@@ -88,3 +89,33 @@ def test_median_frequency_weights_use_pixels_of_images_containing_the_class():
     # f = 10/100, 30/100, 60/200 -> 0.1, 0.3, 0.3; median 0.3.
     weights = median_frequency_weights(torch.tensor([10, 30, 60]), torch.tensor([100, 100, 200]))
     assert weights.tolist() == pytest.approx([3.0, 1.0, 1.0])
+
+
+def test_boundary_iou_by_hand():
+    # 6x6: ground truth class 0 in columns 0-2, class 1 in 3-5; the prediction's edge one column right.
+    target = torch.zeros(6, 6, dtype=torch.long)
+    target[:, 3:] = 1
+    pred = torch.zeros(6, 6, dtype=torch.long)
+    pred[:, 4:] = 1
+    # The band of width 1 of class 0's ground truth: all of columns 0-2 but (rows 1-4, column 1).
+    band = boundary_band((target == 0).unsqueeze(0), 1)[0]
+    assert band.sum() == 14 and not band[1:5, 1].any() and band[:, 2].all()
+    counts = boundary_counts(pred, target, 2, 255, band=1)
+    # Class 0: truth band 14, prediction band 16 (columns 0-3 but rows 1-4 x columns 1-2), shared 10.
+    # Class 1: truth band 14, prediction band 12 (columns 4-5, all at the edge), shared 8.
+    assert counts.tolist() == [[10, 8], [20, 18]]
+    assert boundary_miou(counts) == pytest.approx((10 / 20 + 8 / 18) / 2)
+    # The plain mIoU of the same maps is higher: the outline is what the shift spoils.
+    assert segmentation_metrics(confusion_matrix(pred, target, 2, 255))["miou"] == pytest.approx((18 / 24 + 12 / 18) / 2)
+
+
+def test_boundary_iou_leaves_ignored_pixels_out_and_a_perfect_outline_scores_one():
+    target = torch.zeros(20, 30, dtype=torch.long)
+    target[5:15, 10:20] = 1
+    assert boundary_miou(boundary_counts(target.clone(), target, 2, 255, band=2)) == 1.0
+    ignored = target.clone()
+    ignored[:, :5] = 255
+    pred = target.clone()
+    pred[:, :5] = 1                       # wrong only where the ground truth is ignored
+    assert boundary_miou(boundary_counts(pred, ignored, 2, 255, band=2)) == 1.0
+    assert boundary_band_px(360, 480) == 12 and boundary_band_px(16, 16) == 1   # 2% of the diagonal

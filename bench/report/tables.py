@@ -234,8 +234,8 @@ def _best_points(mine: pd.DataFrame) -> str:
 
 
 def accuracy_table(current: pd.DataFrame, bar: EvidenceBar = EvidenceBar()) -> pd.DataFrame:
-    """One line per configuration: mIoU and pixel accuracy over its seeds (mean ± std, t interval,
-    n), the caveat where they fall short of the evidence bar, the training they had, the best
+    """One line per configuration: mIoU, Boundary IoU and pixel accuracy over its seeds (mean ± std,
+    t interval, n), the caveat where they fall short of the evidence bar, the training they had, the best
     validation point and the time to the target mIoU."""
     rows = current[(current["status"] == "ok") & current["miou"].notna()]
     if rows.empty:
@@ -253,11 +253,19 @@ def accuracy_table(current: pd.DataFrame, bar: EvidenceBar = EvidenceBar()) -> p
             "training steps (mean)": fmt(mine["train_steps"].mean(), "{:.0f}"),
             "mIoU (%)": spread_text(mine["miou"]),
             "evidence": accuracy_caveat(mine, bar) or "meets the bar",
+            "boundary mIoU (%), band px": _boundary(mine),
             "pixel accuracy (%)": spread_text(mine["pixel_accuracy"]),
             "best val mIoU (%), at s": _best_points(mine),
             "time to target": _time_to_target(mine),
         })
     return pd.DataFrame.from_records(records)
+
+
+def _boundary(runs: pd.DataFrame) -> str:
+    """The runs' mean Boundary IoU (``bench.metrics``) as mIoU is shown, with its band width."""
+    text = spread_text(runs["boundary_miou"])
+    bands = runs["boundary_band_px"].dropna().unique()
+    return f"{text}, {bands[0]:.0f} px" if text and len(bands) == 1 else text
 
 
 def accuracy_heading(current: pd.DataFrame) -> str:
