@@ -14,6 +14,7 @@ from torch import nn
 from bench.backends import eager_run, get_backend, job_autocast
 from bench.environment import device_name
 from bench.jobspec import JobSpec
+from bench.schema import LOGITS_SHAPE_ERROR
 from bench.measure.decoder import recording_kept, storage_fields
 from bench.measure.flops import forward_flops
 from bench.measure.contention import ContentionWatch, gpu_contention, wait_for_idle
@@ -210,7 +211,7 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     decoder = storage_fields(model, kept)
     expected = (batch_size, num_classes, spec.height, spec.width)
     if tuple(logits.shape) != expected:
-        raise RuntimeError(f"{spec.model} returned logits of shape {tuple(logits.shape)}, "
+        raise RuntimeError(f"{spec.model} {LOGITS_SHAPE_ERROR} {tuple(logits.shape)}, "
                            f"expected {expected} (N x classes x input H x input W)")
     size = model_size(model)
     fields: dict[str, Any] = {

@@ -43,6 +43,10 @@ class RowFormatError(ValueError):
     """Stored data that is no row this segbench reads; the message says why."""
 
 
+#: How a profile row's error begins when the model's logits were not N x classes x input H x W
+#: (bench/profile.py raises it; the report's input-size claim reads it).
+LOGITS_SHAPE_ERROR = "returned logits of shape"
+
 FLOP_COUNTER = "torch.utils.flop_counter.FlopCounterMode"
 FLOP_UNIT = "FLOP per image, forward pass (1 multiply-add = 2 FLOP)"
 

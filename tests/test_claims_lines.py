@@ -146,7 +146,7 @@ def _commanded_tests():
     for claim in PUBLISHED["claims"]:
         for test in claim["tests"]:
             assert test.get("command"), f"{claim['id']}: a test without the command that runs it"
-            yield pytest.param(test, id=f"{claim['id']}-{test['quantity']}-{test['other']}")
+            yield pytest.param(test, id=f"{claim['id']}-{test.get('quantity', 'size')}-{test.get('other', 'all')}")
 
 
 _composed: dict[str, list] = {}
@@ -157,6 +157,10 @@ def test_each_tests_command_produces_the_rows_it_selects(test):
     if test["command"] not in _composed:
         _composed[test["command"]] = _jobs(test["command"])
     jobs = _composed[test["command"]]
+    if test["compare"] == "every_size":     # each model at each size, profiled
+        pairs = {(job.model.name, job.resolution) for job in jobs if job.mode == "profile"}
+        assert {(m, s) for m in test["models"] for s in test["sizes"]} <= pairs
+        return
     bar = EvidenceBar.from_published(PUBLISHED)
     for model in (test["subject"], test["other"]):
         mine = [job for job in jobs if job.model.name == model]
@@ -179,3 +183,37 @@ def test_table6_shows_the_papers_mb_in_mib_with_the_assumption_stated():
     assert table.loc["SegNet", "published training, b4"] == "6803 MB = 6488 MiB"
     note = table6_note(PUBLISHED)
     assert "10^6 bytes" in note and "1052 MB = 1003 MiB" in note and "4.9%" in note
+
+
+def _size_claim(rows):
+    [result] = [r for r in evaluate_claims(rows_to_frame(rows), PUBLISHED) if r.claim["id"] == "arbitrary_input_sizes"]
+    return result
+
+
+SIZE_TEST = next(c for c in PUBLISHED["claims"] if c["id"] == "arbitrary_input_sizes")["tests"][0]
+
+
+def _sized(model: str, size: str, **fields):
+    height, width = map(int, size.split("x"))
+    return row(model, height=height, width=width, **fields)
+
+
+def test_the_input_size_claim_reads_every_model_at_every_awkward_size():
+    models, sizes = SIZE_TEST["models"], SIZE_TEST["sizes"]
+    untested = _size_claim(profile_rows())                      # make bench's sizes are not awkward
+    assert untested.verdict == "not tested yet" and "python -m bench sweep=input_sizes" in untested.line
+
+    every = [_sized(m, s) for m in models for s in sizes]
+    assert _size_claim(every).verdict == HOLDS
+    assert f"{len(every)} of {len(every)} model and size pairs kept the input's size" in _size_claim(every).line
+
+    some = [r for r in every if r.height != 375]                 # KITTI's size not run yet
+    assert _size_claim(some).verdict == PARTLY and "To test: `python -m bench sweep=input_sizes`" in _size_claim(some).line
+
+    broken = _sized("segnet", "97x131", status="error")
+    broken.error = "RuntimeError: segnet returned logits of shape (1, 11, 96, 128), expected (1, 11, 97, 131)"
+    result = _size_claim([r for r in every if not (r.model == "segnet" and r.height == 97)] + [broken])
+    assert result.verdict == "does not hold" and "segnet at 97x131 did not" in result.line
+    [test] = result.tests
+    assert any("returned logits of shape (1, 11, 96, 128)" in line for line in test.evidence)
+    assert "output size: 13 models at 97x131" in html.claims_html([result])

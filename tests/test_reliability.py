@@ -128,6 +128,8 @@ def test_timing_bounds_that_contradict_each_other_are_refused(tmp_path):
     assert problems == ["measure.min_iters=50 exceeds measure.max_iters=2; the latency loop stops at "
                         "max_iters: lower the first or raise the second"]
     assert config_problems(_config(tmp_path, "measure.min_iters=2", "measure.max_iters=2")) == []
+    [problem] = config_problems(_config(tmp_path, "measure.min_iters=1", "measure.max_iters=1"))
+    assert problem.startswith("measure.max_iters")           # one call has no spread: refused up front
 
 
 def test_workers_sharing_a_host_are_warned_and_recorded(tmp_path, caplog):

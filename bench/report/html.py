@@ -122,7 +122,7 @@ def claims_html(results: list[ClaimResult]) -> str:
         claim = result.claim
         tests = "".join(
             f'<li><span class="verdict {_css_class(t.verdict)}">{esc(t.text)}</span> '
-            f"<small>({esc(t.test['quantity'])}: {esc(t.test['subject'])} vs {esc(t.test['other'])})</small>"
+            f"<small>({esc(t.compared)})</small>"
             + ("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in t.evidence) + "</ul>" if t.evidence else "")
             + "</li>"
             for t in result.tests)

@@ -15,6 +15,7 @@ import yaml
 from bench.report.evidence import INCONCLUSIVE, PERCENT, EvidenceBar, combine, compare_setting, shortfalls
 from bench.report.repeats import repeat_groups, spread_text
 from bench.report.tables import fmt
+from bench.schema import LOGITS_SHAPE_ERROR
 
 PUBLISHED_YAML = Path(__file__).resolve().parents[2] / "conf" / "published.yaml"
 
@@ -72,6 +73,14 @@ class TestResult:
     evidence: list[str] = field(default_factory=list)  # one line per compared setting
     short: str = ""       # the claim line's form: the figures measured, or what is missing
     missing: list[str] = field(default_factory=list)   # models without the rows the test needs
+
+    @property
+    def compared(self) -> str:
+        """What the test compared, e.g. "params_total: fcdensenet103 vs fcn8s"."""
+        test = self.test
+        if test["compare"] == "every_size":
+            return f"output size: {len(test['models'])} models at {_and(test['sizes'])}"
+        return f"{test['quantity']}: {test['subject']} vs {test['other']}"
 
 
 @dataclass
@@ -145,6 +154,8 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
     accuracy (``miou``) is compared over paired seeds and only on sufficient evidence
     (:mod:`bench.report.evidence`).
     """
+    if test["compare"] == "every_size":
+        return _size_test(current, test, aliases)
     quantity, subject, other, same = test["quantity"], test["subject"], test["other"], test["same"]
     rows = where(ok_values(current, quantity, aliases), test.get("where"))
     rows = rows[rows["model_key"].isin([subject, other])]
@@ -172,6 +183,32 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
         for key, s, o, a in zip(table.index, table[subject], table[other], advantages)]
     verdict, text = _summarise(test, advantages, held)
     return TestResult(test, verdict, text, evidence, short=_short(test, advantages, held))
+
+
+def _size_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> TestResult:
+    """Every model of ``test['models']`` at every size of ``test['sizes']``: an ok row is a size
+    whose logits were N x classes x input H x W (``bench.profile`` checks it), an error row saying
+    the model returned another shape is a counterexample; sizes not run are untested."""
+    models, sizes = test["models"], test["sizes"]
+    rows = with_model_key(current[current["resolution"].isin(sizes)], aliases)
+    rows = rows[rows["model_key"].isin(models)]
+    kept = set(zip(rows.loc[rows["status"] == "ok", "model_key"], rows.loc[rows["status"] == "ok", "resolution"]))
+    wrong = rows[rows["error"].fillna("").str.contains(LOGITS_SHAPE_ERROR, regex=False)]
+    pairs = [(model, size) for model in models for size in sizes]
+    if not kept and wrong.empty:
+        return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: needs profile rows at {_and(sizes)}",
+                          short=f"no profile rows at {_and(sizes)}")
+    kept_by = {size: [m for m in models if (m, size) in kept] for size in sizes}
+    evidence = [f"{size}: output size kept by {_and(names) if names else 'no model run'}"
+                for size, names in kept_by.items()]
+    evidence += [f"{row.model} at {row.resolution}: {row.error}" for row in wrong.itertuples()]
+    measured = sum(pair in kept for pair in pairs)
+    short = f"{measured} of {len(pairs)} model and size pairs kept the input's size"
+    if not wrong.empty:
+        short += f"; {_and(sorted(set(f'{r.model} at {r.resolution}' for r in wrong.itertuples())))} did not"
+        return TestResult(test, NOT_HOLD, f"{NOT_HOLD}: {short}", evidence, short=short)
+    verdict = HOLDS if measured == len(pairs) else PARTLY
+    return TestResult(test, verdict, f"{verdict}: {short}", evidence, short=short)
 
 
 def _short(test: dict, advantages: list[float], held: list[bool]) -> str:
@@ -271,7 +308,8 @@ def _summarise(test: dict, advantages: list[float], held: list[bool]) -> tuple[s
 def _claim_verdict(verdicts: list[str]) -> str:
     """A claim's verdict from its tests': tests that disagree make it mixed (the SegNet claim holds
     in the paper's accounting and not as PyTorch stores indices), not the worst of them; tests
-    that are inconclusive or not run decide nothing."""
+    that are inconclusive or not run decide nothing, and a test that holds where it ran (some
+    settings not run) leaves the claim holding where tested."""
     if all(v in (NOT_TESTED, INCONCLUSIVE) for v in verdicts):
         return INCONCLUSIVE if INCONCLUSIVE in verdicts else NOT_TESTED
     verdicts = [NOT_TESTED if v == INCONCLUSIVE else v for v in verdicts]
@@ -280,7 +318,7 @@ def _claim_verdict(verdicts: list[str]) -> str:
         return MIXED
     if NOT_HOLD in verdicts:
         return NOT_HOLD
-    return PARTLY if NOT_TESTED in verdicts else HOLDS
+    return PARTLY if NOT_TESTED in verdicts or PARTLY in verdicts else HOLDS
 
 
 def where(rows: pd.DataFrame, setting: dict | None) -> pd.DataFrame:
@@ -319,7 +357,7 @@ def claim_parts(claim: dict, tests: list[TestResult]) -> tuple[list[str], list[s
     Tests are grouped by ``part``; a part with a test that ran (a verdict, or inconclusive) is
     tested: "<part>: <verdict>, <figures>"; a part none of whose tests ran is untested, with why.
     The claim's own ``untested`` names what no test covers. ``command``s: those of the tests not
-    run or inconclusive, and the claim's own where it has an untested part.
+    run, inconclusive or run in part, and the claim's own where it has an untested part.
     """
     groups: dict[str, list[TestResult]] = {}
     for result in tests:
@@ -335,7 +373,7 @@ def claim_parts(claim: dict, tests: list[TestResult]) -> tuple[list[str], list[s
             figures += [f"not tested yet: {r.short}" for r in results if r.verdict == NOT_TESTED]
             tested.append(f"{part}: {_claim_verdict([r.verdict for r in results])}, {', '.join(figures)}")
         commands += [r.test["command"] for r in results
-                     if r.verdict in (NOT_TESTED, INCONCLUSIVE) and r.test.get("command")]
+                     if r.verdict in (NOT_TESTED, INCONCLUSIVE, PARTLY) and r.test.get("command")]
     if claim.get("untested"):
         untested.append(claim["untested"])
         if claim.get("command"):
