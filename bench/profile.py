@@ -14,7 +14,6 @@ from torch import nn
 from bench.backends import eager_run, get_backend, job_autocast
 from bench.environment import device_name
 from bench.jobspec import JobSpec
-from bench.schema import LOGITS_SHAPE_ERROR
 from bench.measure.decoder import recording_kept, storage_fields
 from bench.measure.flops import forward_flops
 from bench.measure.contention import ContentionWatch, gpu_contention, wait_for_idle
@@ -26,6 +25,7 @@ from bench.measure.parity import parity
 from bench.measure.peak import BEATS_PEAK, achieved_flops_per_s, cached_peak, peak_fraction
 from bench.measure.size import model_size
 from bench.measure.training import measure_training_step, training_batch
+from bench.schema import LOGITS_SHAPE_ERROR
 from bench.updates import is_adversarial
 
 
