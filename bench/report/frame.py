@@ -96,11 +96,12 @@ def _read_as_frame(store: ResultStore, paths: list[Path]) -> tuple[pd.DataFrame 
     """``paths``' rows as a frame with ``ROW_FILE`` (None when no file held a row), and what was
     read: the files, and the unreadable ones with why (not the rows: they are in the frame)."""
     loaded = store.read_files(paths)
+    read = dataclasses.replace(loaded, rows=[])
     if not loaded.rows:
-        return None, dataclasses.replace(loaded, rows=[])
+        return None, read
     frame = rows_to_frame(loaded.rows)
     frame[ROW_FILE] = [f"{path.parent.name}/{path.name}" for path in loaded.files]
-    return frame, dataclasses.replace(loaded, rows=[])
+    return frame, read
 
 
 def read_new_rows(store: ResultStore, paths: list[Path]) -> tuple[pd.DataFrame | None, LoadedRows]:
