@@ -14,7 +14,7 @@ from bench.data import (CorruptImageError, DatasetInfo, DatasetNotFoundError, Se
                         UnknownDatasetError, build_dataset, colorize, dataset_info, list_datasets,
                         sample_grid)
 from bench.data.camvid import SEGNET_CLASS_WEIGHTS
-from bench.data.synthetic import (BICYCLIST, FENCE, PEDESTRIAN, POLE, SIGN, render_scene)
+from bench.data.scenes import BICYCLIST, FENCE, PEDESTRIAN, POLE, SIGN, render_scene
 from bench.data.transforms import denormalize
 
 SYNTHETIC = {"name": "synthetic", "seed": 0, "sizes": {"train": 8, "val": 4, "test": 4}}

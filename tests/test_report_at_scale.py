@@ -88,6 +88,7 @@ def test_the_consolidated_table_equals_the_json_rows_and_follows_new_and_deleted
     assert len(after) == 120 and "newcomer" in set(after["model"])
     assert f"{gone.parent.name}/{gone.name}" not in set(after["row_file"])
     assert f"{new.parent.name}/{new.name}" in set(after["row_file"])
+    pd.testing.assert_frame_equal(after, load_frame(many)[0])      # as the next report reads it
 
 
 def test_the_data_set_sample_is_drawn_once(many, monkeypatch):
@@ -108,6 +109,15 @@ def test_the_data_set_sample_is_drawn_once(many, monkeypatch):
     write_report(many)
     assert cached.stat().st_mtime_ns == stamp
     assert (many / "report" / "dataset_sample.png").read_bytes() == cached.read_bytes()
+
+
+def test_the_report_and_its_data_set_sample_import_no_torch(many):
+    """torch's import takes seconds, a tenth of a report on 10,000 rows: the report never needs it."""
+    code = ("import sys; from bench.report import sample; from bench.report.build import write_report; "
+            f"write_report({str(many)!r}); sample.sample_figure(({{'name': 'synthetic', 'seed': 0}}, (32, 48))); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_an_unreadable_row_file_is_a_warning_on_the_console(many):

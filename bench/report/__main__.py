@@ -3,6 +3,7 @@ the stored rows, with the budgets its picks fit (``bench/report/config.py``)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -28,3 +29,8 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    # Every file is written and closed: skip the interpreter's teardown, which frees pandas',
+    # pyarrow's and matplotlib's modules one by one (0.3 to 0.4 s, up to a tenth of a report).
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)

@@ -20,7 +20,7 @@ from bench.report.frame import load_frame
 from bench.report.neutral import csv_safe, markdown_text
 from bench.report.tasks import run_tasks
 from bench.report.plots import SAVE, figure_work
-from bench.report.sample import CAPTION, start_sample
+from bench.report.sample import CAPTION, write_sample
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
     load_published, miou_table, params_table, table6, table6_note)
@@ -195,7 +195,6 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
     results_dir = Path(results_dir)
     out_dir = results_dir / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    sample = start_sample(results_dir, results_dir / "cache", SAVE)  # torch's import overlaps the reading
     everything, current, loaded = load_frame(results_dir)
     unreadable = loaded.unreadable
     for line in loaded.warning_lines():  # on the console too: a page is easy not to read
@@ -205,20 +204,23 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
         index.write_text(html.empty_page(results_dir, unreadable))
         return [*write_tidy(current, everything, results_dir), index]
 
-    # In other processes (``run_tasks``), while this one builds the tables: the figures, the
-    # tidy files and the all-jobs table, which the rest of the page does not wait for.
+    # In other processes (``run_tasks``), while this one builds the tables: the all-jobs table,
+    # the tidy files, the figures and the data-set sample, which the rest of the page does not wait
+    # for. The first two first: they take longest when few figures are drawn again, and when many
+    # are, the figures' total far outweighs them.
     figure_tasks, figures_of = figure_work(current, out_dir, results_dir / "cache")
-    side = [functools.partial(write_tidy, current, everything, results_dir), functools.partial(all_jobs_html, current)]
-    background = run_tasks(figure_tasks + side)   # the figures first: the longest tasks
+    background = run_tasks([functools.partial(all_jobs_html, current),
+                            functools.partial(write_tidy, current, everything, results_dir),
+                            *figure_tasks,
+                            functools.partial(write_sample, results_dir, results_dir / "cache", out_dir, SAVE)])
     published = load_published()
     bar = EvidenceBar.from_published(published)
     top, picks = headline(current, bar), answers(current, published, config)
     tables, table_notes = tables_of(current, published, bar)
     claims = evaluate_claims(current, published)
     written = write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
-    *drawings, tidy, all_jobs = background.result()
+    all_jobs, tidy, *drawings, (sample_path, why_not) = background.result()
     figures, notes = figures_of(drawings)
-    sample_path, why_not = sample(out_dir)
     if sample_path is None:
         notes.append(f"No data-set sample figure: {why_not}.")
     else:

@@ -56,7 +56,8 @@ def contenders_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     records = []
-    for row in rows.sort_values(["model", "pixels"]).itertuples():
+    used = ["model", "pixels", "model_kwargs", "resolution", "num_classes", "params_total", "gflops_per_image"]
+    for row in rows[used].sort_values(["model", "pixels"]).itertuples():
         meta = published["torchvision_weights"][row.model]
         aux = bool(json.loads(row.model_kwargs or "{}").get("aux", False))
         published_gflops = 2 * meta["ops"]

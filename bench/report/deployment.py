@@ -29,7 +29,8 @@ def _timed(current: pd.DataFrame) -> pd.DataFrame:
 
 def _compared(group: pd.DataFrame) -> str:
     parts = []
-    for row in group.sort_values("latency_ms_median", na_position="last").itertuples():
+    variants = group[["latency_ms_median", "status", "backend", "precision", "channels_last"]]
+    for row in variants.sort_values("latency_ms_median", na_position="last").itertuples():
         shown = "mismatch" if row.status == "mismatch" else f"{row.latency_ms_median:.2f} ms"
         parts.append(f"{_variant(row)}: {shown}")
     return "; ".join(parts)

@@ -201,6 +201,7 @@ def _size_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> Te
     kept_by = {size: [m for m in models if (m, size) in kept] for size in sizes}
     evidence = [f"{size}: output size kept by {_and(names) if names else 'no model run'}"
                 for size, names in kept_by.items()]
+    wrong = wrong[["model", "resolution", "error"]]   # itertuples of every column costs 40 ms a call
     evidence += [f"{row.model} at {row.resolution}: {row.error}" for row in wrong.itertuples()]
     measured = sum(pair in kept for pair in pairs)
     short = f"{measured} of {len(pairs)} model and size pairs kept the input's size"
@@ -450,8 +451,8 @@ def miou_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
 def _measured(rows: pd.DataFrame, quantity: str, batch_size: int, unit: str) -> str:
     """Each of a model's rows at ``batch_size`` holding ``quantity``: "value unit (device, precision)"."""
     mine = rows[(rows["batch_size"] == batch_size) & rows[quantity].notna()]
-    return "; ".join(f"{getattr(r, quantity):.{1 if unit == 'ms' else 0}f} {unit} ({r.device}, {r.precision})"
-                     for r in mine.itertuples())
+    return "; ".join(f"{value:.{1 if unit == 'ms' else 0}f} {unit} ({device}, {precision})"
+                     for value, device, precision in mine[[quantity, "device", "precision"]].itertuples(index=False))
 
 
 #: SegNet's Table 6 prints GPU memory in "MB" and does not say which: segbench reads it as 10**6

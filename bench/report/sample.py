@@ -1,27 +1,25 @@
 """The report's picture of the synthetic data set: images and masks as the rows configured it.
 
-Drawing it means importing ``bench.data`` (torch and torchvision: seconds), so it is drawn once per
-data-set config and resolution into ``results/cache/dataset_sample_<key>.png`` (the key covers
-the code that draws it) and copied from there; and a report that must draw it starts it before
-reading the rows (``start_sample``), in a forked process, so the import overlaps the reading.
+Drawn from ``bench.data.scenes`` (NumPy: no torch to import), once per data-set config and
+resolution, into ``results/cache/dataset_sample_<key>.png`` (the key covers the code that draws
+it), and copied from there; the report draws it beside its other figures.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from bench.atomic import atomic_write
+from bench.data.camvid import CLASS_NAMES, PALETTE
+from bench.data.scenes import render_scene, scene_seed, scenes_in
+from bench.data.visualize import colorize
 from bench.store import ResultStore
 
 #: Jobs looked at (in name order) to find the synthetic data set's config: a results directory
@@ -34,7 +32,7 @@ Source = tuple[dict, tuple[int, int]]   # (data-set config, (height, width))
 
 def sample_source(results_dir: Path) -> Source | None:
     """The data-set config and resolution of the first job (in name order; one row file each)
-    that used the synthetic data set. Cheap: it runs before the rows are read."""
+    that used the synthetic data set, from the row files themselves (the report's frame may not be read yet)."""
     rows_dir = ResultStore(results_dir).rows_dir
     jobs = sorted(entry.name for entry in os.scandir(rows_dir) if entry.is_dir()) if rows_dir.is_dir() else []
     for job in jobs[:JOBS_LOOKED_AT]:
@@ -53,18 +51,17 @@ def sample_source(results_dir: Path) -> Source | None:
 def cached_path(source: Source, cache_dir: Path) -> Path:
     """Where the sample of ``source`` is kept; the name covers the code that draws it."""
     data = Path(__file__).resolve().parent.parent / "data"
-    # The drawing code's source, read rather than imported: importing bench.data costs seconds.
-    code = b"".join(p.read_bytes() for p in (data / "synthetic.py", data / "visualize.py", Path(__file__)))
+    code = b"".join(p.read_bytes() for p in (data / "scenes.py", data / "visualize.py", Path(__file__)))
     key = hashlib.sha1(json.dumps(source, sort_keys=True).encode() + code).hexdigest()[:12]
     return cache_dir / f"dataset_sample_{key}.png"
 
 
 def sample_figure(source: Source, n: int = 4) -> Figure:
     """Image/mask pairs of the synthetic data set as ``source`` configures it, with a class key."""
-    from bench.data import dataset_info, sample_grid
     cfg, resolution = source
-    samples = sample_grid(cfg, n=n, resolution=resolution)
-    info = dataset_info(cfg)
+    indices = range(min(n, scenes_in(cfg, "val")))
+    scenes = [render_scene(scene_seed(cfg), "val", index, resolution) for index in indices]
+    samples = [(image.transpose(1, 2, 0), colorize(label, PALETTE)) for image, label in scenes]
     figure = Figure(figsize=(2.8 * len(samples), 5.2), layout="constrained")
     axes = figure.subplots(2, len(samples), squeeze=False)
     for column, (image, mask) in zip(axes.T, samples):
@@ -72,7 +69,7 @@ def sample_figure(source: Source, n: int = 4) -> Figure:
         column[1].imshow(mask)
     for ax in axes.flat:
         ax.set_axis_off()
-    key = [Patch(color=np.asarray(rgb) / 255, label=name) for rgb, name in zip(info.palette, info.class_names)]
+    key = [Patch(color=np.asarray(rgb) / 255, label=name) for rgb, name in zip(PALETTE, CLASS_NAMES)]
     key.append(Patch(color="black", label="ignored (void)"))  # colorize draws ignored labels black
     figure.legend(handles=key, loc="outside lower center", ncols=6, fontsize="small")
     figure.suptitle(f"Synthetic data set ({resolution[0]}x{resolution[1]}): images (top), masks (bottom)")
@@ -90,32 +87,16 @@ def draw_sample(source: Source, cached: Path, save: dict) -> str:
     return ""
 
 
-def start_sample(results_dir: Path, cache_dir: Path, save: dict) -> Callable[[Path], tuple[Path | None, str]]:
-    """Starts drawing the sample if it is not in the cache (in a forked process where that is safe);
-    returns the call that waits for it and copies it into a folder: (its path, '') or (None, why not)."""
+def write_sample(results_dir: Path, cache_dir: Path, out_dir: Path, save: dict) -> tuple[Path | None, str]:
+    """The sample in ``out_dir`` (drawn into the cache first if it is not there): (its path, '') or
+    (None, why not)."""
     source = sample_source(results_dir)
     if source is None:
-        return lambda out_dir: (None, "no row records a synthetic data-set config")
+        return None, "no row records a synthetic data-set config"
     cached = cached_path(source, cache_dir)
-    pool = None
-    # Forked only where this process has not loaded torch: a child of a process whose torch thread
-    # pools are running can hang in its first parallel operation; there torch is loaded anyway
-    # and the sample is drawn here, when asked for.
-    if not cached.exists() and "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods():
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-        drawing = pool.submit(draw_sample, source, cached, save)
-
-    def result(out_dir: Path) -> tuple[Path | None, str]:
-        why_not = ""
-        if pool is not None:
-            try:
-                why_not = drawing.result()
-            finally:
-                pool.shutdown()
-        elif not cached.exists():
-            why_not = draw_sample(source, cached, save)
+    if not cached.exists():
+        why_not = draw_sample(source, cached, save)
         if why_not:
             return None, why_not
-        shutil.copyfile(cached, out_dir / SAMPLE_NAME)
-        return out_dir / SAMPLE_NAME, ""
-    return result
+    shutil.copyfile(cached, out_dir / SAMPLE_NAME)
+    return out_dir / SAMPLE_NAME, ""

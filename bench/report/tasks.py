@@ -5,7 +5,8 @@ One task per worker at a time; the tasks are inherited by the forked workers, ne
 their results are). Where fork is not available, or on one CPU, they run in this process when
 their results are asked for. A task's exception is raised by ``Pending.result`` as the task
 raised it. Tasks must not use torch: a process forked after torch started its threads can hang
-in its first parallel operation (``bench.report.sample`` forks only before torch is imported).
+in its first parallel operation (the report imports no torch: ``bench.report.sample`` draws
+NumPy scenes).
 """
 from __future__ import annotations
 
