@@ -23,6 +23,7 @@ from bench.measure.memory import forward_peak_memory
 from bench.measure.oom import is_out_of_memory
 from bench.measure.parity import parity
 from bench.measure.peak import BEATS_PEAK, achieved_flops_per_s, cached_peak, peak_fraction
+from bench.measure.receptive_field import growth
 from bench.measure.size import model_size
 from bench.measure.training import measure_training_step, training_batch
 from bench.schema import LOGITS_SHAPE_ERROR
@@ -137,7 +138,7 @@ def efficiency(flops_per_image: float, batch_size: int, latency_ms: float, devic
 #: job's ``oom_policy`` handles) leaves its columns empty and says why in ``instrument_errors``;
 #: the row keeps every other figure. Size, FLOPs, the output check and inference latency are the
 #: row itself: their failure fails the job.
-OPTIONAL_INSTRUMENTS = ("forward_memory", "train_step", "energy", "efficiency")
+OPTIONAL_INSTRUMENTS = ("growth", "forward_memory", "train_step", "energy", "efficiency")
 
 
 def _optional(errors: dict[str, str], instrument: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -150,6 +151,11 @@ def _optional(errors: dict[str, str], instrument: str, measure: Callable[[], dic
             raise
         errors[instrument] = f"{type(exc).__name__}: {exc}"
         return {}
+
+
+def _growth_fields(model: nn.Module) -> dict[str, Any]:
+    found = growth(model)
+    return found.to_row() if found is not None else {}
 
 
 def _forward_memory_fields(model: nn.Module, inputs: torch.Tensor, spec: JobSpec, device: torch.device) -> dict:
@@ -225,6 +231,7 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     }
 
     errors: dict[str, str] = {}
+    fields.update(_optional(errors, "growth", lambda: _growth_fields(model)))
     backend = get_backend(spec.backend)
     deployment = backend.prepare(model, inputs, spec, device, cache_dir)
     if backend.reference:

@@ -15,10 +15,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 5  # 3: latency intervals, raw times, contention, energy, cold start; 4: adversarial
+SCHEMA_VERSION = 6  # 3: latency intervals, raw times, contention, energy, cold start; 4: adversarial
                     # rows measure inference on the segmentor alone (adversary_*, train_step_covers);
                     # 5: an instrument that cannot run leaves the row ok (instrument_errors);
-                    # accuracy rows hold Boundary IoU (boundary_miou, boundary_band_px, boundary_method)
+                    # accuracy rows hold Boundary IoU (boundary_miou, boundary_band_px, boundary_method);
+                    # 6: a model's declared stack grows by a measured receptive field (growth_*)
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
@@ -227,6 +228,11 @@ class ResultRow:
     decoder_storage_multiplier: float | None = None  # SegNet Table 1's unit (see bench/measure/decoder.py)
     decoder_storage_multiplier_pytorch: float | None = None  # the same unit with PyTorch's bits (int64 indices)
     decoder_storage_note: str = ""                 # what is kept, e.g. "4 pooling-index maps"
+
+    # --- growth of a declared stack, layer by layer (bench/measure/receptive_field.py) -------
+    growth_module: str = ""                        # the stack's name, e.g. "context" (Dilation Table 1)
+    growth_receptive_fields: list[int] = field(default_factory=list)  # px after each convolution (gradient probe)
+    growth_params: list[int] = field(default_factory=list)            # cumulative parameters after each
 
     # --- accuracy ---------------------------------------------------------------------------
     split: str = ""

@@ -91,6 +91,8 @@ class DilatedNet(nn.Module):
         nn.init.normal_(self.final.weight, std=0.001)  # the reference's filler for "final"
         nn.init.zeros_(self.final.bias)
         self.context = context_module(num_classes, context) if context is not None else nn.Identity()
+        if context is not None:   # Table 1's layers: receptive field and parameters per layer (bench/measure/receptive_field.py)
+            self.growth_layers = "context"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.min_input_size, self.arch)

@@ -10,6 +10,13 @@ Tables 1-2; layer details checked against the reference code SimJeg/FC-DenseNet.
   concatenated with the skip connection of the same resolution;
 - last layer: 1x1 convolution to the classes.
 
+``upsample="all"`` builds the counterfactual of sec. 3.2 (``fcdensenet103_upsample_all``): each
+dense block of the up path keeps its input stacked with its new maps, and each transition up
+upsamples all of them, its transposed convolution keeping their number (as the reference code's
+does for the maps it upsamples). The paper upsamples the new maps only "to avoid excessive
+computational load": the claim in conf/published.yaml sets the two nets' parameters, FLOPs and
+memory side by side.
+
 Table 2 layouts: FC-DenseNet56 k=12, 4 layers in each of the 11 blocks; FC-DenseNet67 k=16, 5 per
 block; FC-DenseNet103 k=16, blocks 4, 5, 7, 10, 12, 15 (bottleneck), 12, 10, 7, 5, 4.
 
@@ -37,6 +44,8 @@ from models.unet import center_crop
 
 _STEM_CHANNELS = 48
 _DROPOUT = 0.2
+#: What a transition up upsamples: the preceding block's new maps (the paper) or all its maps.
+UPSAMPLE = ("new", "all")
 
 
 @contextmanager
@@ -104,11 +113,13 @@ class FCDenseNet(nn.Module):
     min_input_size = 32   # five 2x2 poolings
 
     def __init__(self, num_classes: int, blocks: tuple[int, ...], growth_rate: int, in_channels: int = 3,
-                 memory_efficient: bool = False, name: str = "fcdensenet"):
+                 memory_efficient: bool = False, name: str = "fcdensenet", upsample: str = "new"):
         super().__init__()
         if len(blocks) % 2 != 1:
             raise ValueError(f"blocks must be down path + bottleneck + up path, got {blocks}")
-        self.name = name
+        if upsample not in UPSAMPLE:
+            raise ValueError(f"upsample must be one of {UPSAMPLE}, got {upsample!r}")
+        self.name, self.upsample = name, upsample
         depth = len(blocks) // 2
         self.stem = nn.Conv2d(in_channels, _STEM_CHANNELS, 3, padding=1)
 
@@ -125,10 +136,10 @@ class FCDenseNet(nn.Module):
         previous = self.bottleneck
         self.transitions_up, self.up_blocks = nn.ModuleList(), nn.ModuleList()
         for num_layers, skip in zip(blocks[depth + 1:], reversed(skip_channels)):
-            # Only the preceding block's new maps are upsampled (Table 1, Figure 1).
-            self.transitions_up.append(
-                nn.ConvTranspose2d(previous.new_channels, previous.new_channels, 3, stride=2))
-            previous = DenseBlock(previous.new_channels + skip, growth_rate, num_layers, memory_efficient)
+            # Only the preceding block's new maps are upsampled (Table 1, Figure 1), or all its maps.
+            upsampled = previous.new_channels if upsample == "new" else previous.out_channels
+            self.transitions_up.append(nn.ConvTranspose2d(upsampled, upsampled, 3, stride=2))
+            previous = DenseBlock(upsampled + skip, growth_rate, num_layers, memory_efficient)
             self.up_blocks.append(previous)
         self.classifier = nn.Conv2d(previous.out_channels, num_classes, 1)
         # What the decoder keeps from the encoder (bench/measure/decoder.py): each down block's
@@ -152,8 +163,8 @@ class FCDenseNet(nn.Module):
         x = self.bottleneck(x)
         previous = self.bottleneck
         for up, block, skip in zip(self.transitions_up, self.up_blocks, reversed(skips)):
-            new_maps = up(x[:, -previous.new_channels:])
-            x = block(torch.cat([center_crop(new_maps, *skip.shape[-2:]), skip], dim=1))
+            upsampled = up(x[:, -previous.new_channels:] if self.upsample == "new" else x)
+            x = block(torch.cat([center_crop(upsampled, *skip.shape[-2:]), skip], dim=1))
             previous = block
         return self.classifier(x)
 
@@ -175,3 +186,12 @@ def fcdensenet103(num_classes: int, in_channels: int = 3, memory_efficient: bool
     """FC-DenseNet103 (Tiramisu Table 2): k=16, blocks 4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4."""
     return FCDenseNet(num_classes, (4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4), 16, in_channels, memory_efficient,
                       name="fcdensenet103")
+
+
+@register_model
+def fcdensenet103_upsample_all(num_classes: int, in_channels: int = 3, memory_efficient: bool = False) -> FCDenseNet:
+    """The counterfactual of Tiramisu sec. 3.2: FC-DenseNet103 whose transitions up upsample every map
+    of the preceding block, not only its new ones (``upsample="all"``), for the claim that the
+    paper's choice avoids excessive computation."""
+    return FCDenseNet(num_classes, (4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4), 16, in_channels, memory_efficient,
+                      name="fcdensenet103_upsample_all", upsample="all")

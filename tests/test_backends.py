@@ -3,7 +3,6 @@ the best-deployment view, checked on fcn_basic at 32x32."""
 from pathlib import Path
 
 import onnx
-import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir

@@ -161,6 +161,9 @@ def test_each_tests_command_produces_the_rows_it_selects(test):
         pairs = {(job.model.name, job.resolution) for job in jobs if job.mode == "profile"}
         assert {(m, s) for m in test["models"] for s in test["sizes"]} <= pairs
         return
+    if test["compare"] == "growth":         # any profile row of the model
+        assert any(job.model.name == test["model"] and job.mode == "profile" for job in jobs)
+        return
     bar = EvidenceBar.from_published(PUBLISHED)
     for model in (test["subject"], test["other"]):
         mine = [job for job in jobs if job.model.name == model]

@@ -2,7 +2,6 @@
 meets one value per channel at batch 1) leaves its columns empty and says why; the row keeps every
 other figure and stays ok. Out of memory is the job's, never one instrument's."""
 import pytest
-import torch
 from torch import nn
 
 from bench import profile

@@ -17,6 +17,7 @@ from torch import nn
 from torch.autograd.graph import saved_tensors_hooks
 
 from bench.jobspec import JobSpec
+from bench.measure.receptive_field import receptive_field
 from models import create_model, list_models
 from models.adversarial import Adversary, encode, encoded_channels
 from models.common import InputTooSmallError
@@ -38,8 +39,9 @@ def n_params(name: str, **kwargs) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def tiramisu_param_count(blocks, k, classes, bn_per_channel, in_channels=3, stem=48):
-    """Parameters of an FC-DenseNet from Tables 1-2; convolutions carry biases (Lasagne default)."""
+def tiramisu_param_count(blocks, k, classes, bn_per_channel, in_channels=3, stem=48, upsample="new"):
+    """Parameters of an FC-DenseNet from Tables 1-2; convolutions carry biases (Lasagne default).
+    ``upsample="all"``: sec. 3.2's counterfactual, each transition up on every map of its block."""
 
     def dense_block(m, layers):          # each layer: BN(m) + 3x3 conv m -> k
         count = 0
@@ -59,8 +61,9 @@ def tiramisu_param_count(blocks, k, classes, bn_per_channel, in_channels=3, stem
     total += count
     new = blocks[depth] * k
     for layers, skip in zip(blocks[depth + 1:], reversed(skips)):
-        total += 9 * new * new + new                                # transition up: 3x3 deconv on new maps
-        count, m = dense_block(new + skip, layers)
+        up = new if upsample == "new" else m                        # transition up: 3x3 deconv, maps kept
+        total += 9 * up * up + up
+        count, m = dense_block(up + skip, layers)
         total += count
         new = layers * k
     return total + m * classes + classes                            # 1x1 classifier
@@ -160,6 +163,22 @@ def test_fcdensenet103_feature_map_counts():
     assert counts == [48, 112, 192, 304, 464, 656, 896, 1088, 816, 576, 384, 256]
 
 
+def test_fcdensenet103_upsample_all_upsamples_every_map_of_each_block():
+    """Tiramisu sec. 3.2's counterfactual: the up path's blocks keep their input, so the maps grow
+    linearly up to the classifier (counted on the meta device: 256M parameters, no memory)."""
+    blocks, k, _ = TIRAMISU["fcdensenet103"]
+    expected = tiramisu_param_count(blocks, k, CAMVID_CLASSES, bn_per_channel=2, upsample="all")
+    assert n_params("fcdensenet103_upsample_all", num_classes=CAMVID_CLASSES) == expected == 256_348_283
+    with torch.device("meta"):
+        model = create_model("fcdensenet103_upsample_all", num_classes=CAMVID_CLASSES).eval()
+        counts = []
+        for block in [model.bottleneck, *model.up_blocks]:
+            block.register_forward_hook(lambda _m, _i, out: counts.append(out.shape[1]))
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, CAMVID_CLASSES, 32, 32)
+    # bottleneck 656 + 240; then each block: upsampled maps + skip + its new maps
+    assert counts == [896, 896 + 656 + 192, 1744 + 464 + 160, 2368 + 304 + 112, 2784 + 192 + 80, 3056 + 112 + 64]
+
+
 def saved_for_backward_bytes(model: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
     """Bytes of the distinct storages autograd keeps for backward during ``model(x)``."""
     storages = {}
@@ -240,23 +259,11 @@ def test_adversary_parameters_follow_the_layer_lists(variant):
 
 @pytest.mark.parametrize("variant", list(ADVERSARY_FIELD))
 def test_adversary_field_of_view(variant):
-    """A gradient probe: the label-map pixels that one central output location depends on.
-
-    Max-pools pass gradient to one pixel per window and ReLUs can be dead, so the probe swaps them
-    for 2x2 average pools and identities: the same geometry, with every path carrying gradient.
-    """
+    """The label-map pixels one central output location depends on (bench/measure/receptive_field.py:
+    a gradient probe, max-pools probed as windows)."""
     field_of_view, light = variant
-    adversary = Adversary(3, "basic", field_of_view, use_image=False, light=light).double()
-    probe = nn.Sequential(*[nn.AvgPool2d(2) if isinstance(layer, nn.MaxPool2d)
-                            else nn.Identity() if isinstance(layer, nn.ReLU) else layer
-                            for layer in adversary.layers])
-    label_map = torch.rand(1, 3, 64, 64, dtype=torch.float64, requires_grad=True)
-    scores = probe(label_map)
-    assert scores.shape == (1, 1, 16, 16)
-    scores[0, 0, 8, 8].backward()
-    rows, cols = label_map.grad.abs().sum(dim=(0, 1)).nonzero(as_tuple=True)
-    size = (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1)
-    assert size == (ADVERSARY_FIELD[variant],) * 2
+    adversary = Adversary(3, "basic", field_of_view, use_image=False, light=light)
+    assert receptive_field(nn.Sequential(*adversary.layers), 3, 64) == ADVERSARY_FIELD[variant]
 
 
 def test_adversary_variant_from_the_model_config():

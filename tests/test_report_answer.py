@@ -1,7 +1,6 @@
 """The report's first section (which model, under which budget) and the headline's layout."""
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 import pytest

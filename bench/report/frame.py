@@ -33,7 +33,8 @@ from bench.store import LoadedRows, ResultStore
 PERCENT = 100.0
 #: Nested columns stored as JSON text, so frames group, compare and serialise as plain values.
 JSON_COLUMNS = ("config", "model_kwargs", "learning_curve", "backend_provider_options", "latency_times_ms",
-                "train_latency_times_ms", "throughput_search", "instrument_errors")
+                "train_latency_times_ms", "throughput_search", "instrument_errors", "growth_receptive_fields",
+                "growth_params")
 IOU_PREFIX = "iou."
 
 

@@ -80,6 +80,8 @@ class TestResult:
         test = self.test
         if test["compare"] == "every_size":
             return f"output size: {len(test['models'])} models at {_and(test['sizes'])}"
+        if test["compare"] == "growth":
+            return f"receptive field and parameters per layer: {test['model']}"
         return f"{test['quantity']}: {test['subject']} vs {test['other']}"
 
 
@@ -156,6 +158,8 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
     """
     if test["compare"] == "every_size":
         return _size_test(current, test, aliases)
+    if test["compare"] == "growth":
+        return _growth_test(current, test, aliases)
     quantity, subject, other, same = test["quantity"], test["subject"], test["other"], test["same"]
     rows = where(ok_values(current, quantity, aliases), test.get("where"))
     rows = rows[rows["model_key"].isin([subject, other])]
@@ -209,6 +213,41 @@ def _size_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> Te
         short += f"; {_and(sorted(set(f'{r.model} at {r.resolution}' for r in wrong.itertuples())))} did not"
         return TestResult(test, NOT_HOLD, f"{NOT_HOLD}: {short}", evidence, short=short)
     verdict = HOLDS if measured == len(pairs) else PARTLY
+    return TestResult(test, verdict, f"{verdict}: {short}", evidence, short=short)
+
+
+def _growth_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> TestResult:
+    """``test['model']``'s declared stack layer by layer (``growth_*``, bench/measure/receptive_field.py):
+    its receptive fields equal to ``test['expected']`` (the paper's table), and over ``test['layers']``
+    (the first and last layer, counted from 1) the field growing exponentially, each layer doubling
+    it less one (3, 5, 9, 17: 2, 4, 8, 16 plus one), while each layer adds the same parameters."""
+    model = test["model"]
+    rows = with_model_key(current[current["status"] == "ok"], aliases)
+    rows = rows[(rows["model_key"] == model) & (rows["growth_module"].fillna("") != "")]
+    if rows.empty:
+        return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: needs an ok profile row of {model} with its "
+                          "per-layer growth (rows of schema 6 or later)",
+                          short=f"no ok {model} row with its per-layer growth", missing=[model])
+    row = rows.iloc[-1]
+    fields, params = json.loads(row["growth_receptive_fields"]), json.loads(row["growth_params"])
+    first, last = test["layers"]
+    span = range(first - 1, last)
+    added = sorted({params[i] - (params[i - 1] if i else 0) for i in span})
+    linear = len(added) == 1
+    doubling = all(fields[i] - 1 == 2 * (fields[i - 1] - 1) for i in span if i > first - 1)
+    as_printed = fields == test["expected"]
+
+    def listed(values) -> str:
+        return ", ".join(f"{v:,}" for v in values)
+    evidence = [f"{model} {row['growth_module']}: receptive field after each layer {listed(fields)} px "
+                f"(published: {listed(test['expected'])})",
+                f"{model} {row['growth_module']}: parameters after each layer {listed(params)}"]
+    short = "; ".join([
+        f"receptive field {listed(fields)} px" + (" as published" if as_printed else
+                                                   f", published {listed(test['expected'])}"),
+        f"{'doubling' if doubling else 'not doubling'} over layers {first} to {last}",
+        f"each of which adds {added[0]:,} parameters" if linear else f"whose parameters grow by {listed(added)}"])
+    verdict = HOLDS if as_printed and doubling and linear else NOT_HOLD
     return TestResult(test, verdict, f"{verdict}: {short}", evidence, short=short)
 
 
