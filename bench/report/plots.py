@@ -599,7 +599,7 @@ def _figure_builds(current: pd.DataFrame, bar: EvidenceBar) -> list[Callable[[],
                 for name, figure in iou_heatmap_figures(current).items()], []
 
     return [
-        latency_memory, accuracy,
+        latency_memory, params, accuracy,   # the labelled ones: label placement is most of the drawing
         scaling("latency_vs_resolution.png", "latency_ms_median", "latency per batch (ms)",
                 "Latency against input size", f"Latency per batch against input resolution, {PER_DEVICE}"),
         scaling("train_latency_vs_resolution.png", "train_latency_ms_median", "training step per batch (ms)",
@@ -613,7 +613,7 @@ def _figure_builds(current: pd.DataFrame, bar: EvidenceBar) -> list[Callable[[],
                 "Training memory against input size",
                 "Peak memory of one training step (weights, gradients, optimizer state, activations) "
                 f"against input resolution, {PER_DEVICE}"),
-        backends, params, curves, heatmaps,
+        backends, curves, heatmaps,
     ]
 
 
