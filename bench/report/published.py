@@ -22,6 +22,7 @@ PUBLISHED_YAML = Path(__file__).resolve().parents[2] / "conf" / "published.yaml"
 #: How each claim quantity is shown: (factor applied to the stored value, format).
 QUANTITY_FORMAT = {
     "params_total": (1e-6, "{:.2f}M"),
+    "flops_per_image": (1e-9, "{:.2f} GFLOP"),
     "activation_peak_mib": (1.0, "{:.1f} MiB"),
     "peak_memory_mib": (1.0, "{:.1f} MiB"),
     "miou": (100.0, "{:.1f}"),
