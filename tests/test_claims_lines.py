@@ -14,7 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from bench.report import html
 from bench.report.build import _claims_markdown
-from bench.report.evidence import EvidenceBar
+from bench.report.evidence import ACCURACY_QUANTITIES, EvidenceBar
 from bench.report.frame import rows_to_frame
 from bench.report.published import HOLDS, PARTLY, evaluate_claims, load_published, table6, table6_note
 from tests.conftest import ROOT
@@ -172,7 +172,7 @@ def test_each_tests_command_produces_the_rows_it_selects(test):
                      "dataset": lambda j: j.dataset.name}[column]
             mine = [job for job in mine if shown(job) == value]
         assert mine, f"{test['command']} runs no {model} job at {test.get('where')}"
-        if test["quantity"] == "miou":
+        if test["quantity"] in ACCURACY_QUANTITIES:
             assert all(job.mode == "accuracy" for job in mine)
             assert len({job.seed for job in mine}) >= bar.min_seeds
         if test["quantity"].startswith("train_"):
@@ -220,3 +220,22 @@ def test_the_input_size_claim_reads_every_model_at_every_awkward_size():
     [test] = result.tests
     assert any("returned logits of shape (1, 11, 96, 128)" in line for line in test.evidence)
     assert "output size: 13 models at 97x131" in html.claims_html([result])
+
+
+def test_the_skip_connection_claim_compares_detail_on_boundary_iou_behind_the_evidence_bar():
+    """FCN's skips "improve segmentation detail" (Fig. 4): tested on Boundary IoU, paired over seeds
+    as mIoU is; a ladder step that holds on mIoU need not on the boundaries."""
+    curve = [{"step": s, "train_seconds": s, "miou": 0.5} for s in (50, 100, 150, 200)]
+
+    def trained(model, miou, boundary, steps=200):
+        return [row(model, miou=miou + 0.001 * seed, boundary_miou=boundary + 0.001 * seed, seed=seed,
+                    train_steps=steps, learning_curve=curve) for seed in range(3)]
+    rows = trained("fcn32s", 0.40, 0.20) + trained("fcn16s", 0.45, 0.20) + trained("fcn8s", 0.46, 0.30)
+    line = claims(rows)["fcn_skip_connections"].line
+    assert "detail (Boundary IoU) on the rows' data: holds, fcn8s 30.1 vs fcn32s 20.1 Boundary IoU, 3 paired seeds" in line
+    assert "accuracy (mIoU) on the rows' data: holds, fcn16s 45.1 vs fcn32s 40.1 mIoU" in line
+
+    short = trained("fcn8s", 0.46, 0.30, steps=5) + trained("fcn32s", 0.40, 0.20, steps=5)
+    line = claims(short)["fcn_skip_connections"].line
+    assert ("detail (Boundary IoU) on the rows' data: inconclusive, fcn8s 30.1 vs fcn32s 20.1 Boundary IoU, "
+            "3 paired seeds, synthetic val 96x128 cpu, short of the evidence bar") in line

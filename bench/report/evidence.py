@@ -27,6 +27,8 @@ from bench.report.repeats import spread
 
 INCONCLUSIVE = "inconclusive"
 PERCENT = 100.0
+#: The accuracy quantities compared over paired seeds, behind the evidence bar, and their names.
+ACCURACY_QUANTITIES = {"miou": "mIoU", "boundary_miou": "Boundary IoU"}
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,11 @@ class SettingVerdict:
 
 
 def compare_setting(rows: pd.DataFrame, subject: str, other: str, threshold: float,
-                    bar: EvidenceBar) -> SettingVerdict:
-    """Paired comparison of ``subject`` - ``other`` mIoU over the seeds of one setting.
+                    bar: EvidenceBar, quantity: str = "miou") -> SettingVerdict:
+    """Paired comparison of ``subject`` - ``other`` accuracy (``quantity``, one of
+    ``ACCURACY_QUANTITIES``) over the seeds of one setting.
 
-    ``rows`` holds both models' ok rows of the setting with ``model_key``, ``seed``, ``miou``,
+    ``rows`` holds both models' ok rows of the setting with ``model_key``, ``seed``, ``quantity``,
     ``train_steps`` and ``learning_curve``; a seed run twice counts once (its newest row).
     """
     rows = rows.dropna(subset=["seed"])   # rows from before seeds were recorded cannot be paired
@@ -95,12 +98,12 @@ def compare_setting(rows: pd.DataFrame, subject: str, other: str, threshold: flo
             for m in (subject, other)}
     seeds = runs[subject].index.intersection(runs[other].index)
     paired = {m: runs[m].loc[seeds] for m in runs}
-    differences = (paired[subject]["miou"] - paired[other]["miou"]).tolist()
+    differences = (paired[subject][quantity] - paired[other][quantity]).tolist()
     if not differences:
         return SettingVerdict(INCONCLUSIVE, f"{INCONCLUSIVE}: no recorded seed was run for both models")
     diff = spread(differences, bar.confidence)
-    means = {m: paired[m]["miou"].mean() * PERCENT for m in paired}
-    measured = (f"{subject} {means[subject]:.1f} vs {other} {means[other]:.1f} mIoU over "
+    means = {m: paired[m][quantity].mean() * PERCENT for m in paired}
+    measured = (f"{subject} {means[subject]:.1f} vs {other} {means[other]:.1f} {ACCURACY_QUANTITIES[quantity]} over "
                 f"{len(seeds)} paired seed{'s' if len(seeds) != 1 else ''}: difference "
                 f"{diff.text(PERCENT)} points")
     reasons = shortfalls(subject, paired[subject], bar) + shortfalls(other, paired[other], bar)

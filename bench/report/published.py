@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bench.report.evidence import INCONCLUSIVE, PERCENT, EvidenceBar, combine, compare_setting, shortfalls
+from bench.report.evidence import (ACCURACY_QUANTITIES, INCONCLUSIVE, PERCENT, EvidenceBar, combine, compare_setting,
+                                   shortfalls)
 from bench.report.repeats import repeat_groups, spread_text
 from bench.report.tables import fmt
 from bench.schema import LOGITS_SHAPE_ERROR
@@ -26,6 +27,7 @@ QUANTITY_FORMAT = {
     "activation_peak_mib": (1.0, "{:.1f} MiB"),
     "peak_memory_mib": (1.0, "{:.1f} MiB"),
     "miou": (100.0, "{:.1f}"),
+    "boundary_miou": (100.0, "{:.1f}"),
     "train_peak_memory_mib": (1.0, "{:.1f} MiB"),
     "decoder_storage_mib": (1.0, "{:.3f} MiB"),
     "decoder_storage_paper_mib": (1.0, "{:.3f} MiB"),
@@ -170,7 +172,7 @@ def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
         return TestResult(test, NOT_TESTED,
                           f"{NOT_TESTED}: needs ok rows with {quantity} for {' and '.join(missing)}",
                           short=f"no ok {quantity} rows for {_and(missing)}{at}", missing=missing)
-    if quantity == "miou":
+    if quantity in ACCURACY_QUANTITIES:
         return _accuracy_test(rows, test, bar)
     # Median over a model's rows in one setting (they differ only in axes outside `same`).
     table = (rows.groupby(same + ["model_key"], dropna=False)[quantity].median()
@@ -298,8 +300,9 @@ def _accuracy_short(test: dict, key, mine: pd.DataFrame, verdict: str, bar: Evid
         place += f" {values['device']}"
     if not n:
         return f"no seed run for both {subject} and {other} ({place.strip()})"
-    means = {m: paired[m]["miou"].mean() * PERCENT for m in paired}
-    text = (f"{subject} {means[subject]:.1f} vs {other} {means[other]:.1f} mIoU, {n} paired "
+    quantity = test["quantity"]
+    means = {m: paired[m][quantity].mean() * PERCENT for m in paired}
+    text = (f"{subject} {means[subject]:.1f} vs {other} {means[other]:.1f} {ACCURACY_QUANTITIES[quantity]}, {n} paired "
             f"seed{'s' if n != 1 else ''}, {place.strip()}")
     if verdict != INCONCLUSIVE:
         return text
@@ -314,11 +317,12 @@ def _accuracy_test(rows: pd.DataFrame, test: dict, bar: EvidenceBar) -> TestResu
     settings = [(key, mine) for key, mine in rows.groupby(same, dropna=False)
                 if mine["model_key"].nunique() == 2]
     if not settings:
-        return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: needs miou rows for {test['subject']} and "
+        quantity = test["quantity"]
+        return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: needs {quantity} rows for {test['subject']} and "
                                             f"{test['other']} with the same {', '.join(same)}",
-                          short=f"no miou rows of {test['subject']} and {test['other']} with the same "
+                          short=f"no {quantity} rows of {test['subject']} and {test['other']} with the same "
                                 f"{', '.join(same)}")
-    verdicts = [compare_setting(mine, test["subject"], test["other"], test["threshold"], bar)
+    verdicts = [compare_setting(mine, test["subject"], test["other"], test["threshold"], bar, test["quantity"])
                 for _, mine in settings]
     verdict = combine([v.verdict for v in verdicts], HOLDS, NOT_HOLD, PARTLY, MIXED)
     evidence = ([f"{_setting(same, key)}: {v.text}" for (key, _), v in zip(settings, verdicts)]
