@@ -76,8 +76,9 @@ def _claim(rows):
     return result
 
 
-def _dilated8(fields, params):
-    return make_row("dilated8", growth_module="context", growth_receptive_fields=fields, growth_params=params)
+def _dilated8(fields, params, context="basic"):
+    return make_row("dilated8", growth_module="context", growth_receptive_fields=fields, growth_params=params,
+                    model_kwargs={"context": context, "pretrained_backbone": False})
 
 
 LINEAR = [1100 * i for i in range(1, 8)] + [7832]
@@ -97,6 +98,12 @@ def test_the_claim_holds_on_table_1s_fields_and_equal_parameter_steps():
 def test_the_claim_does_not_hold_when_either_law_fails(fields, params, why):
     result = _claim([_dilated8(fields, params)])
     assert result.verdict == NOT_HOLD and why in result.line
+
+
+def test_the_claim_reads_the_basic_context_module_not_the_widening_large_one():
+    large = _dilated8(TABLE_1, [2200, 6578, 15334, 50270, 189838, 747758, 1863246, 1867129], context="large")
+    assert _claim([_dilated8(TABLE_1, LINEAR), large]).verdict == HOLDS     # the large row is newer
+    assert _claim([large]).verdict == NOT_TESTED
 
 
 def test_without_growth_rows_the_claim_names_its_command():

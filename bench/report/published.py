@@ -223,10 +223,13 @@ def _growth_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> 
     """``test['model']``'s declared stack layer by layer (``growth_*``, bench/measure/receptive_field.py):
     its receptive fields equal to ``test['expected']`` (the paper's table), and over ``test['layers']``
     (the first and last layer, counted from 1) the field growing exponentially, each layer doubling
-    it less one (3, 5, 9, 17: 2, 4, 8, 16 plus one), while each layer adds the same parameters."""
-    model = test["model"]
+    it less one (3, 5, 9, 17: 2, 4, 8, 16 plus one), while each layer adds the same parameters.
+    ``test['model_kwargs']``: the model options the rows must have been built with (the newest such
+    row is read)."""
+    model, options = test["model"], test.get("model_kwargs") or {}
     rows = with_model_key(current[current["status"] == "ok"], aliases)
     rows = rows[(rows["model_key"] == model) & (rows["growth_module"].fillna("") != "")]
+    rows = rows[[options.items() <= json.loads(kwargs or "{}").items() for kwargs in rows["model_kwargs"]]]
     if rows.empty:
         return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: needs an ok profile row of {model} with its "
                           "per-layer growth (rows of schema 6 or later)",
