@@ -214,7 +214,7 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
     background = run_tasks([functools.partial(all_jobs_html, current),
                             functools.partial(write_tidy, everything, results_dir),
                             *figure_tasks,
-                            functools.partial(write_sample, results_dir, results_dir / "cache", out_dir, SAVE)])
+                            functools.partial(write_sample, current, results_dir / "cache", out_dir, SAVE)])
     published = load_published()
     bar = EvidenceBar.from_published(published)
     top, picks = headline(current, bar), answers(current, published, config)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -20,31 +20,21 @@ from bench.atomic import atomic_write
 from bench.data.camvid import CLASS_NAMES, PALETTE
 from bench.data.scenes import render_scene, scene_seed, scenes_in
 from bench.data.visualize import colorize
-from bench.store import ResultStore
 
-#: Jobs looked at (in name order) to find the synthetic data set's config: a results directory
-#: whose first jobs are all of other data sets shows no sample.
-JOBS_LOOKED_AT = 200
 SAMPLE_NAME = "dataset_sample.png"
 CAPTION = "Samples of the synthetic data set."
 Source = tuple[dict, tuple[int, int]]   # (data-set config, (height, width))
 
 
-def sample_source(results_dir: Path) -> Source | None:
-    """The data-set config and resolution of the first job (in name order; one row file each)
-    that used the synthetic data set, from the row files themselves (the report's frame may not be read yet)."""
-    rows_dir = ResultStore(results_dir).rows_dir
-    jobs = sorted(entry.name for entry in os.scandir(rows_dir) if entry.is_dir()) if rows_dir.is_dir() else []
-    for job in jobs[:JOBS_LOOKED_AT]:
-        try:
-            path = next((rows_dir / job).glob("*.json"))
-            row = json.loads(path.read_text())
-            dataset = (row.get("config") or {}).get("dataset") or {}
-            height, width = row.get("height"), row.get("width")
-        except (StopIteration, OSError, ValueError, AttributeError):
-            continue   # the report warns about unreadable files; here they just do not count
-        if dataset.get("name") == "synthetic" and isinstance(height, int) and isinstance(width, int):
-            return dataset, (height, width)
+def sample_source(current: pd.DataFrame) -> Source | None:
+    """The data-set config and resolution of the first job (in job-key order) of the current rows
+    that used the synthetic data set."""
+    synthetic = current[(current["dataset"] == "synthetic") & current["height"].notna() & current["width"].notna()]
+    for config, height, width in (synthetic[["job_key", "config", "height", "width"]].sort_values("job_key")
+                                  [["config", "height", "width"]].itertuples(index=False)):
+        dataset = json.loads(config or "{}").get("dataset") or {}
+        if dataset.get("name") == "synthetic":
+            return dataset, (int(height), int(width))
     return None
 
 
@@ -87,10 +77,10 @@ def draw_sample(source: Source, cached: Path, save: dict) -> str:
     return ""
 
 
-def write_sample(results_dir: Path, cache_dir: Path, out_dir: Path, save: dict) -> tuple[Path | None, str]:
-    """The sample in ``out_dir`` (drawn into the cache first if it is not there): (its path, '') or
-    (None, why not)."""
-    source = sample_source(results_dir)
+def write_sample(current: pd.DataFrame, cache_dir: Path, out_dir: Path, save: dict) -> tuple[Path | None, str]:
+    """The sample of ``current``'s synthetic data set in ``out_dir`` (drawn into the cache first if
+    it is not there): (its path, '') or (None, why not)."""
+    source = sample_source(current)
     if source is None:
         return None, "no row records a synthetic data-set config"
     cached = cached_path(source, cache_dir)
