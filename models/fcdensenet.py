@@ -44,6 +44,8 @@ from models.unet import center_crop
 
 _STEM_CHANNELS = 48
 _DROPOUT = 0.2
+#: FC-DenseNet103's dense-block lengths and growth rate (Table 2), shared by its counterfactual.
+FCDENSENET103 = ((4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4), 16)
 #: What a transition up upsamples: the preceding block's new maps (the paper) or all its maps.
 UPSAMPLE = ("new", "all")
 
@@ -184,8 +186,7 @@ def fcdensenet67(num_classes: int, in_channels: int = 3, memory_efficient: bool 
 @register_model(aliases=("tiramisu",))
 def fcdensenet103(num_classes: int, in_channels: int = 3, memory_efficient: bool = False) -> FCDenseNet:
     """FC-DenseNet103 (Tiramisu Table 2): k=16, blocks 4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4."""
-    return FCDenseNet(num_classes, (4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4), 16, in_channels, memory_efficient,
-                      name="fcdensenet103")
+    return FCDenseNet(num_classes, *FCDENSENET103, in_channels, memory_efficient, name="fcdensenet103")
 
 
 @register_model
@@ -193,5 +194,5 @@ def fcdensenet103_upsample_all(num_classes: int, in_channels: int = 3, memory_ef
     """The counterfactual of Tiramisu sec. 3.2: FC-DenseNet103 whose transitions up upsample every map
     of the preceding block, not only its new ones (``upsample="all"``), for the claim that the
     paper's choice avoids excessive computation."""
-    return FCDenseNet(num_classes, (4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4), 16, in_channels, memory_efficient,
-                      name="fcdensenet103_upsample_all", upsample="all")
+    return FCDenseNet(num_classes, *FCDENSENET103, in_channels, memory_efficient, name="fcdensenet103_upsample_all",
+                      upsample="all")
