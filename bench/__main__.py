@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from bench.callbacks import SweepSummary
+import bench.config_schema  # noqa: F401  (stores the schema conf/config.yaml extends)
 from bench.runner import run_job
 from bench.schema import FAILED_STATUSES
 from bench.store import ResultStore

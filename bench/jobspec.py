@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.backends import UnknownBackendError, get_backend
+from bench.config_schema import Bound, bounds
 from bench.grid import SPLITS, ConfigError, parse_resolution
 from bench.paths import safe_name
 from bench.scenarios import SCENARIOS
@@ -29,35 +30,10 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
-class Bound:
-    """The accepted range of one numeric config value."""
-    key: str
-    low: float
-    high: float = math.inf
-    integer: bool = False
-    nullable: bool = False
-    low_inclusive: bool = True
-
-
-#: Every number a job reads, with the range that makes sense (checked before any work).
+#: Every number a job reads, with the range that makes sense (checked before any work): the
+#: schema's (bench/config_schema.py), and the training recipes', whose group has no schema yet.
 BOUNDS = (
-    Bound("batch_size", 1, integer=True),
-    Bound("threads", 1, integer=True, nullable=True),
-    Bound("seed", 0, integer=True),
-    Bound("job_timeout", 0, nullable=True, low_inclusive=False),
-    Bound("parity.min_argmax_agreement", 0, 1),
-    Bound("measure.warmup_iters", 0, integer=True),
-    Bound("measure.min_iters", 1, integer=True),
-    Bound("measure.max_iters", 2, integer=True),   # a median's spread needs two timed calls
-    Bound("measure.min_run_time", 0),
-    Bound("measure.max_run_time", 0, low_inclusive=False),
-    Bound("measure.rel_ci", 0, 1, low_inclusive=False),
-    Bound("measure.idle_max_wait", 0),
-    Bound("measure.energy_min_seconds", 0),
-    Bound("measure.energy_idle_seconds", 0, low_inclusive=False),
-    Bound("measure.throughput_min_gain", 0),
-    Bound("measure.throughput_max_batch", 1, integer=True),
+    *bounds(),
     Bound("train.lr", 0),
     Bound("train.momentum", 0),
     Bound("train.weight_decay", 0),
@@ -71,8 +47,6 @@ BOUNDS = (
     Bound("train.eval_every_steps", 1, integer=True, nullable=True),
     Bound("train.eval_every_seconds", 0, nullable=True, low_inclusive=False),
     Bound("train.target_miou", 0, 1, nullable=True),
-    Bound("lease.stale_after_seconds", 0, low_inclusive=False),
-    Bound("lease.heartbeat_seconds", 0, low_inclusive=False),
 )
 
 #: Pairs of values where the first must not exceed the second: (smaller, larger, why).
@@ -151,7 +125,17 @@ def config_problems(cfg: DictConfig) -> list[str]:
             check()
         except ConfigError as exc:
             problems.append(str(exc))
-    return problems
+    return problems + _instrument_problems(cfg)
+
+
+def _instrument_problems(cfg: DictConfig) -> list[str]:
+    """``measure.instruments`` names only registered instruments (the ``plugins`` register theirs)."""
+    requested = list(OmegaConf.select(cfg, "measure.instruments", default=None) or [])
+    if not requested:
+        return []
+    _import_plugins_quietly(cfg.get("plugins"))
+    from bench.instruments import check_requested
+    return check_requested(requested)
 
 
 def _plain(node: Any) -> Any:
@@ -304,6 +288,9 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
     instruments = _instruments_off_default(cfg)
     if instruments:
         keyed["instruments"] = instruments
+    requested = sorted(OmegaConf.select(cfg, "measure.instruments", default=None) or [])
+    if requested:   # plug-in instruments add columns: another job
+        keyed["instruments_requested"] = requested
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
     backend_flag = {"eager": "", "compile": "_compiled"}.get(spec.backend, f"_{spec.backend}")
     flags = "".join(["_cl" if spec.channels_last else "", backend_flag,
@@ -320,7 +307,8 @@ def job_key(cfg: DictConfig) -> str:
     Everything that changes a result goes in: the grid axes (the model by its canonical name, so
     an alias is the same job), the weight-initialisation ``seed``, the full data set config, for
     training runs the train config (its own ``seed`` included) and the scored split, and the
-    instruments switched off in ``measure`` (``INSTRUMENT_DEFAULTS``: which columns a row holds).
+    instruments switched off in ``measure`` (``INSTRUMENT_DEFAULTS``) or added by
+    ``measure.instruments`` (which columns a row holds).
     Left out: what only decides how a job runs or how finely a quantity is sampled (``force``,
     ``isolate``, output paths, ``progress``, the timing loop's other ``measure`` settings, how
     often the training state is saved).

@@ -6,38 +6,36 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from bench.backends import eager_run, get_backend, job_autocast
-from bench.environment import device_name
+from bench.config_schema import MeasureConfig
+from bench.instruments import Instrument, Probe, instruments
 from bench.jobspec import JobSpec
-from bench.measure.decoder import recording_kept, storage_fields
-from bench.measure.flops import forward_flops
 from bench.measure.contention import ContentionWatch, gpu_contention, wait_for_idle
-from bench.measure.energy import energy_counter, measure_energy
-from bench.measure.latency import TimingConfig, measure_latency, synchronize, synchronized
-from bench.measure.memory import forward_peak_memory
+from bench.measure.decoder import recording_kept
+from bench.measure.flops import forward_flops
+from bench.measure.latency import TimingConfig, measure_latency, synchronize
 from bench.measure.oom import is_out_of_memory
-from bench.measure.parity import parity
-from bench.measure.peak import BEATS_PEAK, achieved_flops_per_s, cached_peak, peak_fraction
-from bench.measure.receptive_field import growth
-from bench.measure.size import model_size
-from bench.measure.training import measure_training_step, training_batch
+from bench.records import flatten
 from bench.schema import LOGITS_SHAPE_ERROR
-from bench.updates import is_adversarial
+
+
+_MEASURE = MeasureConfig()   # the defaults, written once: in the config schema
 
 
 @dataclass(frozen=True)
 class WindowOptions:
-    """What the profile stage does around its timed windows (``measure.*`` beside the loop's own)."""
-    require_idle: bool = False       # wait (up to idle_max_wait seconds) for an idle machine first
-    idle_max_wait: float = 60.0
-    energy: bool = True              # read an energy counter around a window of forward passes
-    energy_min_seconds: float = 10.0
-    energy_idle_seconds: float = 2.0
+    """What the profile stage does around its timed windows (``measure.*`` beside the loop's own;
+    their help in bench/config_schema.py)."""
+    require_idle: bool = _MEASURE.require_idle
+    idle_max_wait: float = _MEASURE.idle_max_wait
+    energy: bool = _MEASURE.energy
+    energy_min_seconds: float = _MEASURE.energy_min_seconds
+    energy_idle_seconds: float = _MEASURE.energy_idle_seconds
 
     @classmethod
     def from_config(cls, measure: Mapping[str, Any]) -> "WindowOptions":
@@ -56,29 +54,6 @@ def inference_part(model: nn.Module) -> nn.Module:
     if hasattr(model, "segmentor") and hasattr(model, "adversary"):
         return model.segmentor
     return model
-
-
-def adversary_fields(model: nn.Module) -> dict[str, Any]:
-    """Size of an adversarial model's adversary, recorded beside the segmentor's; {} for others."""
-    if inference_part(model) is model:
-        return {}
-    size = model_size(model.adversary)
-    return {"adversary_params_total": size.params_total, "adversary_size_mib": size.size_mib}
-
-
-def training_step_covers(model: nn.Module, train_cfg: Mapping[str, Any]) -> str:
-    """What the training-step figures (``measure_training_step``) cover, in words."""
-    if not is_adversarial(model, train_cfg):
-        return ("the whole model: forward, pixel-wise cross-entropy, backward, optimizer step; "
-                "saved for backward: its forward pass and loss")
-    adversarial = train_cfg["adversarial"]
-    steps = int(adversarial.get("adversary_steps", 1))
-    return (f"Luc et al.'s alternating step (bench/updates.py AdversarialStep): the segmentor's forward, "
-            f"{steps} adversary update{'s' if steps != 1 else ''} (binary cross-entropy on ground truth "
-            f"and prediction), then the segmentor's update (cross-entropy + "
-            f"{float(adversarial['lambda_adv']):g} x the adversary's binary cross-entropy); weights, "
-            "gradients and optimizer state of segmentor and adversary; saved for backward: the "
-            "segmentor's forward pass and cross-entropy only")
 
 
 def _prepared(model: nn.Module, spec: JobSpec, batch_size: int, in_channels: int,
@@ -113,75 +88,30 @@ def _gpu_fields(device: torch.device) -> dict[str, Any]:
     return gpu_contention(index, str(torch.cuda.get_device_properties(index).uuid))
 
 
-def efficiency_fields(flops_per_image: float, batch_size: int, latency_ms: float, peak: dict) -> dict:
-    """Achieved FLOP/s of the timed forward pass, its fraction of the measured peak (flagged with
-    the reason above 1), and the machine's memory bandwidth beside it."""
-    achieved = achieved_flops_per_s(flops_per_image, batch_size, latency_ms)
-    fraction = peak_fraction(achieved, peak["flops_per_s"])
-    return {"achieved_flops_per_s": achieved, "peak_flops_per_s": peak["flops_per_s"],
-            "peak_fraction": fraction, "peak_method": peak["method"],
-            "peak_exceeded": fraction > 1, "peak_note": BEATS_PEAK if fraction > 1 else "",
-            "memory_bandwidth_bytes_per_s": peak.get("bytes_per_s"), "bandwidth_method": peak.get("bandwidth_method", "")}
-
-
-def efficiency(flops_per_image: float, batch_size: int, latency_ms: float, device: torch.device,
-               dtype: torch.dtype, cache_dir: Path) -> dict:
-    """``efficiency_fields`` against the cached peak; a model that beats it has the peak measured
-    again first (the cached one may have been taken while the machine was busy)."""
-    peak = cached_peak(cache_dir / "peak", device, device_name(device), dtype)
-    if achieved_flops_per_s(flops_per_image, batch_size, latency_ms) > peak["flops_per_s"]:
-        peak = cached_peak(cache_dir / "peak", device, device_name(device), dtype, remeasure=True)
-    return efficiency_fields(flops_per_image, batch_size, latency_ms, peak)
-
-
-#: The instruments a row can do without: one that raises (other than out of memory, which the
-#: job's ``oom_policy`` handles) leaves its columns empty and says why in ``instrument_errors``;
-#: the row keeps every other figure. Size, FLOPs, the output check and inference latency are the
-#: row itself: their failure fails the job.
-OPTIONAL_INSTRUMENTS = ("growth", "forward_memory", "train_step", "energy", "efficiency")
-
-
-def _optional(errors: dict[str, str], instrument: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``measure()``'s fields, or {} with why in ``errors[instrument]`` when it raises."""
-    assert instrument in OPTIONAL_INSTRUMENTS, instrument
+def _run(instrument: Instrument, probe: Probe, errors: dict[str, str]) -> dict[str, Any]:
+    """``instrument``'s record, kept in ``probe.records`` and returned as row columns; for an
+    optional one that raises, {} with why in ``errors`` (out of memory is the job's)."""
     try:
-        return measure()
+        record = instrument.measure(probe)
     except Exception as exc:  # noqa: BLE001  (recorded in the row; out of memory is the job's)
-        if is_out_of_memory(exc):
+        if not instrument.optional or is_out_of_memory(exc):
             raise
-        errors[instrument] = f"{type(exc).__name__}: {exc}"
+        errors[instrument.name] = f"{type(exc).__name__}: {exc}"
         return {}
+    probe.records[instrument.name] = record
+    return flatten(record, instrument.prefix)
 
 
-def _growth_fields(model: nn.Module) -> dict[str, Any]:
-    found = growth(model)
-    return found.to_row() if found is not None else {}
-
-
-def _forward_memory_fields(model: nn.Module, inputs: torch.Tensor, spec: JobSpec, device: torch.device) -> dict:
-    memory = forward_peak_memory(model, inputs, device, spec.autocast_dtype)
-    return {"peak_memory_mib": memory.peak_mib, "activation_peak_mib": memory.activation_mib,
-            "tensor_activation_peak_mib": memory.tensor_activation_mib, "memory_counter": memory.counter}
-
-
-def _training_step_fields(whole: nn.Module, spec: JobSpec, train_cfg: Mapping[str, Any], batch_size: int,
-                          in_channels: int, num_classes: int, ignore_index: int, device: torch.device,
-                          timing: TimingConfig, progress: bool) -> dict[str, Any]:
-    """``measure_training_step`` of the whole model (an adversary trains too) on a random batch in
-    the job's layout; the model is left in eval mode without gradients even when the step fails
-    (e.g. BatchNorm meeting one value per channel), so the instruments after it still run."""
-    memory_format = _memory_format(spec)
-    image, mask = training_batch(batch_size, in_channels, spec.height, spec.width, num_classes, ignore_index,
-                                 device)
-    whole.to(device=device, memory_format=memory_format)
-    try:
-        fields = measure_training_step(whole, train_cfg, (image.contiguous(memory_format=memory_format), mask),
-                                       num_classes, ignore_index, device, timing,
-                                       precision=spec.training_precision(device), progress=progress)
-    finally:
-        whole.eval()
-        whole.zero_grad(set_to_none=True)
-    return {**fields, "train_step_covers": training_step_covers(whole, train_cfg)}
+def _run_phase(phase: str, probe: Probe, fields: dict[str, Any], errors: dict[str, str]) -> str:
+    """Run ``phase``'s selected instruments in order, adding their columns to ``fields``; why the
+    row stops after one (its ``stops``: a parity mismatch), or "" when all ran."""
+    for instrument in instruments(phase):
+        if instrument.selected(probe):
+            fields.update(_run(instrument, probe, errors))
+            stopped = instrument.stops(probe.records.get(instrument.name))
+            if stopped:
+                return stopped
+    return ""
 
 
 def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels: int,
@@ -189,7 +119,7 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
                   train_cfg: Mapping[str, Any] | None = None, ignore_index: int = 255,
                   progress: bool = False, cache_dir: Path = Path("results/cache"),
                   min_agreement: float = 0.999, peak_flops: bool = True,
-                  windows: WindowOptions = WindowOptions()) -> dict[str, Any]:
+                  windows: WindowOptions = WindowOptions(), instruments_requested: tuple[str, ...] = ()) -> dict[str, Any]:
     """Measure ``model`` on random inputs of the job's shape; returns ResultRow fields.
 
     A non-eager backend's logits are first compared with eager's on the same input; below
@@ -202,71 +132,47 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
 
     Every inference figure is of ``inference_part(model)`` (an adversarial model's segmentor,
     its adversary on the CPU meanwhile, so no device memory reading holds it); the adversary's
-    size is recorded apart (``adversary_fields``) and the training step trains the whole model.
+    size is recorded apart (instrument ``adversary``) and the training step trains the whole model.
 
-    An optional instrument (``OPTIONAL_INSTRUMENTS``) that fails is recorded in the returned
-    ``instrument_errors`` and the other figures are kept.
+    The figures come from the instruments (bench/instruments/), run phase by phase in their order
+    of registration; ``instruments_requested`` names the plug-in ones to run too. An optional
+    instrument that fails is recorded in the returned ``instrument_errors`` and the other figures
+    are kept.
     """
     whole = model
     if inference_part(whole) is not whole:
         whole.cpu()   # the parts inference never runs stay off the device until the training step
     model, inputs = _prepared(inference_part(whole), spec, batch_size, in_channels, device)
 
+    # The reference pass: FLOPs counted and the decoder's kept tensors recorded in one forward.
     with job_autocast(spec, device), recording_kept(model) as kept:
         flops, logits = forward_flops(model, inputs)
-    decoder = storage_fields(model, kept)
     expected = (batch_size, num_classes, spec.height, spec.width)
     if tuple(logits.shape) != expected:
         raise RuntimeError(f"{spec.model} {LOGITS_SHAPE_ERROR} {tuple(logits.shape)}, "
                            f"expected {expected} (N x classes x input H x input W)")
-    size = model_size(model)
-    fields: dict[str, Any] = {
-        "params_total": size.params_total,
-        "params_trainable": size.params_trainable,
-        "model_size_mib": size.size_mib,
-        "flops_per_image": flops / batch_size,
-        "batch_size_used": batch_size,
-        **decoder,
-        **adversary_fields(whole),
-    }
-
-    errors: dict[str, str] = {}
-    fields.update(_optional(errors, "growth", lambda: _growth_fields(model)))
     backend = get_backend(spec.backend)
-    deployment = backend.prepare(model, inputs, spec, device, cache_dir)
-    if backend.reference:
-        del logits
-        fields.update(_optional(errors, "forward_memory", lambda: _forward_memory_fields(model, inputs, spec, device)))
-    else:
-        check = parity(logits, deployment.run())
-        del logits
-        fields.update({**deployment.fields, "parity_max_abs_diff": check.max_abs_diff,
-                       "parity_argmax_agreement": check.argmax_agreement,
-                       "parity_threshold": min_agreement})
-        if check.argmax_agreement < min_agreement:
-            return {**fields, "status": "mismatch",
-                    "error": (f"backend={spec.backend} predicts {check.argmax_agreement:.4%} of pixels as "
-                              f"eager does, below parity.min_argmax_agreement={min_agreement:.4%} "
-                              f"(max abs logit difference {check.max_abs_diff:.3g}); not timed")}
-    forward = deployment.run
-
-    if windows.require_idle:
-        idle = wait_for_idle(windows.idle_max_wait)
-        fields.update({"contention_idle_at_start": idle.idle, "contention_waited_seconds": idle.waited_seconds})
-    with ContentionWatch() as watch:
-        latency = measure_latency(forward, device, timing, progress=progress)
-        if train_cfg is not None and backend.reference:
-            fields.update(_optional(errors, "train_step", lambda: _training_step_fields(
-                whole, spec, train_cfg, batch_size, in_channels, num_classes, ignore_index, device, timing,
-                progress)))
-    fields.update({**latency.fields(), "throughput_ips": batch_size / (latency.median_ms / 1e3),
-                   "timer": latency.timer, **watch.record.to_row(), **_gpu_fields(device)})
-    if windows.energy:
-        fields.update(_optional(errors, "energy", lambda: measure_energy(
-            synchronized(forward, device), energy_counter(device), windows.energy_min_seconds,
-            windows.energy_idle_seconds, batch_size).to_row()))
-    if peak_flops:
-        fields.update(_optional(errors, "efficiency", lambda: efficiency(
-            flops / batch_size, batch_size, latency.median_ms, device, spec.autocast_dtype or torch.float32,
-            cache_dir)))
+    probe = Probe(model=model, whole=whole, inputs=inputs, spec=spec, device=device, batch_size=batch_size,
+                  num_classes=num_classes, in_channels=in_channels, ignore_index=ignore_index, timing=timing,
+                  windows=windows, peak_flops=peak_flops, requested=tuple(instruments_requested),
+                  train_cfg=train_cfg, min_agreement=min_agreement,
+                  cache_dir=cache_dir, progress=progress, backend=backend,
+                  deployment=backend.prepare(model, inputs, spec, device, cache_dir),
+                  flops=flops, kept=kept, logits=logits)
+    del logits
+    fields: dict[str, Any] = {"batch_size_used": batch_size, **probe.deployment.fields}
+    errors: dict[str, str] = {}
+    stopped = _run_phase("setup", probe, fields, errors)
+    probe.logits = None
+    if not stopped:
+        if windows.require_idle:
+            idle = wait_for_idle(windows.idle_max_wait)
+            fields.update({"contention_idle_at_start": idle.idle, "contention_waited_seconds": idle.waited_seconds})
+        with ContentionWatch() as watch:
+            stopped = _run_phase("timed", probe, fields, errors)
+        fields.update({**flatten(watch.record, "contention_"), **_gpu_fields(device)})
+    if not stopped:
+        stopped = _run_phase("after", probe, fields, errors)
+    if stopped:
+        fields.update({"status": "mismatch", "error": f"backend={spec.backend} {stopped}"})
     return {**fields, "instrument_errors": errors}

@@ -31,6 +31,7 @@ from bench.checkpoint import STATE_NAME
 from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import device_name, environment
 from bench.formatting import format_ms
+from bench.instruments import plugin_columns
 from bench.jobspec import ConfigError, JobSpec, default_threads, job_key, repeat_key
 from bench.lease import Lease, claim, holds, other_workers_here
 from bench.measure.latency import TimingConfig
@@ -91,11 +92,6 @@ def training_state_path(cfg: DictConfig) -> Path:
     return inside(ResultStore(cfg.results_dir).root / "state", job_key(cfg), STATE_NAME)
 
 
-def _fill(row: ResultRow, fields: dict) -> None:
-    for name, value in fields.items():
-        setattr(row, name, value)
-
-
 def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> None:
     """Build the model and fill ``row`` with the accuracy (when asked) and profile fields."""
     from models import create_model
@@ -127,7 +123,7 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             channels_last=spec.channels_last, state_path=training_state_path(cfg),
             cache_dir=Path(cfg.results_dir) / "cache")
         lost = accuracy.get("checkpoint_error")
-        _fill(row, {**accuracy, "checkpoint": None if lost else accuracy["checkpoint"] or ""})
+        row.update({**accuracy, "checkpoint": None if lost else accuracy["checkpoint"] or ""})
 
     timing = TimingConfig.from_config(cfg.measure)
     batch_size = spec.batch_size
@@ -144,7 +140,8 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
                 ignore_index=int(cfg.dataset.ignore_index), progress=bool(cfg.progress),
                 cache_dir=Path(cfg.results_dir) / "cache",
                 min_agreement=float(cfg.parity.min_argmax_agreement),
-                peak_flops=bool(cfg.measure.peak_flops), windows=WindowOptions.from_config(cfg.measure))
+                peak_flops=bool(cfg.measure.peak_flops), windows=WindowOptions.from_config(cfg.measure),
+                instruments_requested=tuple(cfg.measure.get("instruments") or ()))
             break
         except Exception as exc:  # noqa: BLE001  (only out-of-memory errors are retried)
             if not is_out_of_memory(exc) or cfg.oom_policy != "halve" or batch_size == 1:
@@ -152,7 +149,7 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
             batch_size //= 2  # recorded as batch_size_used; batch_size stays the key
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    _fill(row, measured)
+    row.update(measured, extra_columns=plugin_columns())
     if row.checkpoint_error:  # every figure is measured; only the weights themselves are lost
         row.status = "unsaved"
         row.error = (f"the trained weights could not be written ({row.checkpoint_error}); accuracy and "

@@ -7,6 +7,7 @@ configuration always gets the same key, which is what resume and the report grou
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 import types
@@ -15,11 +16,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 6  # 3: latency intervals, raw times, contention, energy, cold start; 4: adversarial
+SCHEMA_VERSION = 7  # 3: latency intervals, raw times, contention, energy, cold start; 4: adversarial
                     # rows measure inference on the segmentor alone (adversary_*, train_step_covers);
                     # 5: an instrument that cannot run leaves the row ok (instrument_errors);
                     # accuracy rows hold Boundary IoU (boundary_miou, boundary_band_px, boundary_method);
                     # 6: a model's declared stack grows by a measured receptive field (growth_*)
+                    # 7: every instrument's record stored whole: train_timer, contention_window_seconds,
+                    # contention_cpus; plug-in instruments' columns (``extra``)
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
@@ -44,6 +47,15 @@ class RowFormatError(ValueError):
     """Stored data that is no row this segbench reads; the message says why."""
 
 
+class UnknownColumnError(KeyError):
+    """A figure handed to the row under a name that is none of its columns (a misspelling)."""
+
+
+def _close_to(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 #: How a profile row's error begins when the model's logits were not N x classes x input H x W
 #: (bench/profile.py raises it; the report's input-size claim reads it).
 LOGITS_SHAPE_ERROR = "returned logits of shape"
@@ -63,7 +75,7 @@ class ResultRow:
     started_at: str = ""               # ISO 8601, UTC
     finished_at: str = ""
     wall_seconds: float | None = None
-    # The profile's optional instruments (bench/profile.py OPTIONAL_INSTRUMENTS) that could not run
+    # The profile's optional instruments (bench/instruments/: ``optional``) that could not run
     # for this job, each with why ("ExceptionType: message"); their columns stay empty and the row
     # keeps every other figure, its status ok.
     instrument_errors: dict[str, str] = field(default_factory=dict)
@@ -136,6 +148,8 @@ class ResultRow:
     backend_first_call_ms: float | None = None  # a backend's first call (compile: the compiling one; ORT: the session's first run)
     backend_load_seconds: float | None = None   # onnxruntime: creating the session from the exported file
     # --- what else used the machine during the timed windows (bench/measure/contention.py)
+    contention_window_seconds: float | None = None      # the timed window watched (latency and training step)
+    contention_cpus: int | None = None                  # the machine's CPUs the fraction is of
     contention_other_cpu_fraction: float | None = None  # other processes' CPU time / (window x CPUs)
     contention_other_cpu_seconds: float | None = None
     contention_steal_seconds: float | None = None       # a virtual machine's CPU taken by its host
@@ -210,6 +224,7 @@ class ResultRow:
     train_latency_iters: int | None = None
     train_latency_times_ms: list[float] = field(default_factory=list)
     train_warmup_iters: int | None = None
+    train_timer: str = ""
     train_throughput_ips: float | None = None      # images per second = batch size / median step
     train_peak_memory_mib: float | None = None     # weights + gradients + optimizer state + batch + activations
     train_weights_mib: float | None = None
@@ -276,8 +291,29 @@ class ResultRow:
     segbench_version: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # the resolved job config
 
+    # --- plug-in instruments' columns (bench/instruments/), flat on disk beside the others ----
+    extra: dict[str, Any] = field(default_factory=dict)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The row as stored: flat, a plug-in instrument's columns beside the built-in ones."""
+        data = dataclasses.asdict(self)
+        extra = data.pop("extra")
+        return {**data, **extra}
+
+    def update(self, fields: dict[str, Any], extra_columns: frozenset[str] = frozenset()) -> None:
+        """Set ``fields`` (column: value); the names in ``extra_columns`` (plug-in instruments',
+        bench/instruments/ ``plugin_columns``) go to ``extra``. Any other name is no column: an
+        error naming it, never a value silently dropped."""
+        known = _accepted_types()
+        unknown = [name for name in fields if name not in known and name not in extra_columns]
+        if unknown:
+            raise UnknownColumnError(", ".join(f"{name!r}{_close_to(name, known)}" for name in unknown)
+                                     + ": no column of the row (bench/schema.py ResultRow)")
+        for name, value in fields.items():
+            if name in known:
+                setattr(self, name, value)
+            else:
+                self.extra[name] = value
 
     def to_text(self) -> str:
         """The measured fields, one per line (empty ones, the full config and the raw per-call
@@ -292,7 +328,8 @@ class ResultRow:
 
     @classmethod
     def from_dict(cls, data: Any) -> "ResultRow":
-        """Build a row from stored data (unknown keys are ignored), or raise RowFormatError saying
+        """Build a row from stored data (keys that are no column kept in ``extra``: a plug-in
+        instrument's, or a newer segbench's), or raise RowFormatError saying
         why it is no row: one odd file must cost a warning, not the report or a job's resume check,
         so nothing later has to doubt a field's type."""
         if not isinstance(data, dict):
@@ -301,10 +338,11 @@ class ResultRow:
         if missing:
             raise RowFormatError(f"{', '.join(missing)} missing")
         accepted = _accepted_types()
-        known = {}
+        known, extra = {}, {}
         for name, value in data.items():
             kinds = accepted.get(name)
             if kinds is None:
+                extra[name] = value
                 continue
             if type(value) not in kinds[0]:   # json.loads gives exact types: no subclass to allow for
                 raise RowFormatError(f"{name} is {_excerpt(value)}, not {kinds[1]}")
@@ -314,7 +352,7 @@ class ResultRow:
         version = known.get("schema_version", SCHEMA_VERSION)
         if version not in READABLE_VERSIONS:
             raise RowFormatError(f"schema_version {version}: this segbench reads 1 to {SCHEMA_VERSION}")
-        return cls(**known)
+        return cls(**known, extra=extra)
 
 
 def columns() -> list[str]:
@@ -335,6 +373,8 @@ def _accepted_types() -> dict[str, tuple[frozenset[type], str, str]]:
     row read. The third item is the field's name as the dataclass holds it."""
     accepted = {}
     for name, hint in typing.get_type_hints(ResultRow).items():
+        if name == "extra":   # not stored under its own name: its keys are columns of their own
+            continue
         union = typing.get_origin(hint) is types.UnionType
         kinds = [typing.get_origin(kind) or kind for kind in (typing.get_args(hint) if union else [hint])]
         accepted[name] = (frozenset(t for kind in kinds for t in _JSON_TYPES[kind][1]),

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+from bench.records import column
+
 # Busy when other processes took more than a tenth of the machine's CPU time during the window.
 # On the 2-core machine that is a fifth of a core: above what the system's daemons and the tick
 # rounding of the counters (a few 10 ms ticks over a window of a second) add up to, and far below
@@ -77,19 +79,7 @@ class ContentionRecord:
     load_after: float | None
     cpus: int
     busy: bool | None
-    reason: str
-
-    def to_row(self) -> dict[str, Any]:
-        """The record as flat row columns."""
-        return {
-            "contention_other_cpu_fraction": self.other_cpu_fraction,
-            "contention_other_cpu_seconds": self.other_cpu_seconds,
-            "contention_steal_seconds": self.steal_seconds,
-            "contention_load_before": self.load_before,
-            "contention_load_after": self.load_after,
-            "contention_busy": self.busy,
-            "contention_note": self.reason,
-        }
+    reason: str = column("note")
 
 
 def parse_proc_stat(text: str) -> tuple[int, int]:

@@ -129,17 +129,29 @@ def recording_kept(model: nn.Module) -> Iterator[list[Kept] | None]:
             handle.remove()
 
 
-def storage_figures(kept: list[Kept]) -> dict[str, float]:
+@dataclass(frozen=True)
+class DecoderStorage:
+    """What the decoder keeps per image (module docstring); the figures are None when the model
+    declares nothing, and ``note`` says why. Row columns ``decoder_storage_*``."""
+    note: str
+    mib: float | None = None                 # PyTorch's accounting
+    paper_mib: float | None = None           # the paper's
+    multiplier: float | None = None          # Table 1's unit, paper bits
+    multiplier_pytorch: float | None = None  # the same unit, PyTorch's bits
+
+
+def storage_figures(kept: list[Kept]) -> DecoderStorage:
     """MiB in both accountings and the storage multiplier in both (module docstring)."""
     pixels = sum(k.pixels for k in kept)
     pytorch_bits = sum(k.pytorch_bits for k in kept)
     paper_bits = sum(k.paper_bits for k in kept)
-    return {
-        "decoder_storage_mib": pytorch_bits / 8 / MIB,
-        "decoder_storage_paper_mib": paper_bits / 8 / MIB,
-        "decoder_storage_multiplier": paper_bits / FLOAT32_BITS / pixels if pixels else 0.0,
-        "decoder_storage_multiplier_pytorch": pytorch_bits / FLOAT32_BITS / pixels if pixels else 0.0,
-    }
+    return DecoderStorage(
+        note=describe(kept),
+        mib=pytorch_bits / 8 / MIB,
+        paper_mib=paper_bits / 8 / MIB,
+        multiplier=paper_bits / FLOAT32_BITS / pixels if pixels else 0.0,
+        multiplier_pytorch=pytorch_bits / FLOAT32_BITS / pixels if pixels else 0.0,
+    )
 
 
 def describe(kept: list[Kept]) -> str:
@@ -156,19 +168,19 @@ def describe(kept: list[Kept]) -> str:
     return "; ".join(clauses)
 
 
-def storage_fields(model: nn.Module, kept: list[Kept] | None) -> dict:
-    """ResultRow fields for what ``model``'s decoder kept in one forward pass (``recording_kept``)."""
+def storage_record(model: nn.Module, kept: list[Kept] | None) -> DecoderStorage:
+    """What ``model``'s decoder kept in one forward pass (``recording_kept``)."""
     if kept is None:
-        return {"decoder_storage_note": f"not measured: {type(model).__name__} declares no "
-                                        "decoder_keeps (see bench/measure/decoder.py)"}
-    return {**storage_figures(kept), "decoder_storage_note": describe(kept)}
+        return DecoderStorage(note=f"not measured: {type(model).__name__} declares no "
+                                   "decoder_keeps (see bench/measure/decoder.py)")
+    return storage_figures(kept)
 
 
-def decoder_storage(model: nn.Module, inputs: torch.Tensor) -> dict:
-    """ResultRow fields for what ``model``'s decoder keeps, per image, from one forward pass.
+def decoder_storage(model: nn.Module, inputs: torch.Tensor) -> DecoderStorage:
+    """What ``model``'s decoder keeps, per image, from one forward pass.
 
     Call it under the job's autocast so the PyTorch accounting sees the dtype the job runs in.
     """
     with recording_kept(model) as kept, torch.inference_mode():
         model(inputs)
-    return storage_fields(model, kept)
+    return storage_record(model, kept)

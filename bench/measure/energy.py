@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
+
+from bench.records import column
 
 POWERCAP_ROOT = Path("/sys/class/powercap")
 NVML_MISSING = "nvidia-ml-py not installed: pip install -e .[gpu]"
@@ -157,7 +159,7 @@ class EnergyRecord:
     """
 
     available: bool
-    reason: str | None = None
+    reason: str | None = column("unavailable_reason", default=None)  # the column says what it is
     method: str | None = None
     window_seconds: float | None = None
     calls: int | None = None
@@ -168,12 +170,6 @@ class EnergyRecord:
     idle_seconds: float | None = None
     idle_power_w: float | None = None
     joules_per_image_above_idle: float | None = None
-
-    def to_row(self) -> dict:
-        """The record as flat ``energy_*`` row fields (``reason`` becomes
-        ``energy_unavailable_reason``, so the column says what it is)."""
-        renamed = {"reason": "unavailable_reason"}
-        return {f"energy_{renamed.get(name, name)}": value for name, value in asdict(self).items()}
 
 
 def energy_record(method: str, idle_joules: float, idle_seconds: float, window_joules: float,

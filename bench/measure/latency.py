@@ -25,7 +25,9 @@ from typing import Any, Callable, Mapping
 import torch
 from tqdm import tqdm
 
+from bench.config_schema import MeasureConfig
 from bench.progress import tick
+from bench.records import column
 
 CPU_TIMER = "time.perf_counter per iteration"
 CUDA_TIMER = "CUDA events per iteration, one device synchronisation per block of calls"
@@ -47,14 +49,18 @@ STOP_MAX_RUN_TIME = "max_run_time reached"
 STOP_MAX_ITERS = "max_iters reached"
 
 
+_MEASURE = MeasureConfig()   # the defaults, written once: in the config schema
+
+
 @dataclass(frozen=True)
 class TimingConfig:
-    warmup_iters: int = 3
-    min_run_time: float = 1.0   # seconds of timed calls, at least (a floor, like min_iters)
-    min_iters: int = 10
-    max_iters: int = 10_000
-    rel_ci: float = 0.03        # stop once the median's 95% interval is within this fraction of it
-    max_run_time: float = 20.0  # seconds: stop here even if the precision is not reached (flagged)
+    """The loop's own settings (``measure.*``; their help in bench/config_schema.py)."""
+    warmup_iters: int = _MEASURE.warmup_iters
+    min_run_time: float = _MEASURE.min_run_time   # seconds of timed calls, at least (a floor, like min_iters)
+    min_iters: int = _MEASURE.min_iters
+    max_iters: int = _MEASURE.max_iters
+    rel_ci: float = _MEASURE.rel_ci               # stop once the median's 95% interval is within this fraction of it
+    max_run_time: float = _MEASURE.max_run_time   # stop here even if the precision is not reached (flagged)
 
     @classmethod
     def from_config(cls, measure: Mapping[str, Any]) -> "TimingConfig":
@@ -119,44 +125,25 @@ def stop_reason(elapsed: float, sorted_ms: list[float], config: TimingConfig) ->
 
 @dataclass(frozen=True)
 class LatencyStats:
-    median_ms: float
-    iqr_ms: float
-    p90_ms: float
-    p90_ci_low_ms: float | None  # the p90's 95% interval; None below about 36 calls
-    p90_ci_high_ms: float | None
-    p99_ms: float | None        # None below P99_MIN_CALLS calls
-    mean_ms: float
-    ci_low_ms: float | None     # the median's 95% interval; None below 6 calls
-    ci_high_ms: float | None
-    rel_ci: float | None        # the interval's reach from the median, as a fraction of it
-    target_rel_ci: float
-    precision_reached: bool
-    stop_reason: str
-    iters: int
-    warmup_iters: int
-    timer: str
-    times_ms: tuple[float, ...]  # every timed call, in order: any statistic can be recomputed
-
-    def fields(self, prefix: str = "") -> dict[str, Any]:
-        """The ResultRow fields of this loop: ``latency_*`` (inference) or ``train_latency_*``."""
-        return {
-            f"{prefix}latency_ms_median": self.median_ms,
-            f"{prefix}latency_ms_iqr": self.iqr_ms,
-            f"{prefix}latency_ms_p90": self.p90_ms,
-            f"{prefix}latency_ms_p90_ci_low": self.p90_ci_low_ms,
-            f"{prefix}latency_ms_p90_ci_high": self.p90_ci_high_ms,
-            f"{prefix}latency_ms_p99": self.p99_ms,
-            f"{prefix}latency_ms_mean": self.mean_ms,
-            f"{prefix}latency_ms_ci_low": self.ci_low_ms,
-            f"{prefix}latency_ms_ci_high": self.ci_high_ms,
-            f"{prefix}latency_rel_ci": self.rel_ci,
-            f"{prefix}latency_target_rel_ci": self.target_rel_ci,
-            f"{prefix}latency_precision_reached": self.precision_reached,
-            f"{prefix}latency_stop_reason": self.stop_reason,
-            f"{prefix}latency_iters": self.iters,
-            f"{prefix}warmup_iters": self.warmup_iters,
-            f"{prefix}latency_times_ms": [round(t, 4) for t in self.times_ms],
-        }
+    """A timing loop's figures; as row columns (bench/records.py) ``latency_*`` for inference and
+    ``train_latency_*`` for the training step."""
+    median_ms: float = column("latency_ms_median")
+    iqr_ms: float = column("latency_ms_iqr")
+    p90_ms: float = column("latency_ms_p90")
+    p90_ci_low_ms: float | None = column("latency_ms_p90_ci_low")  # the p90's 95% interval; None below about 36 calls
+    p90_ci_high_ms: float | None = column("latency_ms_p90_ci_high")
+    p99_ms: float | None = column("latency_ms_p99")      # None below P99_MIN_CALLS calls
+    mean_ms: float = column("latency_ms_mean")
+    ci_low_ms: float | None = column("latency_ms_ci_low")  # the median's 95% interval; None below 6 calls
+    ci_high_ms: float | None = column("latency_ms_ci_high")
+    rel_ci: float | None = column("latency_rel_ci")      # the interval's reach from the median, as a fraction of it
+    target_rel_ci: float = column("latency_target_rel_ci")
+    precision_reached: bool = column("latency_precision_reached")
+    stop_reason: str = column("latency_stop_reason")
+    iters: int = column("latency_iters")
+    warmup_iters: int = column("warmup_iters")
+    timer: str = column("timer")
+    times_ms: tuple[float, ...] = column("latency_times_ms")  # every timed call, in order (0.1 us)
 
 
 def summarize(times_ms: list[float], warmup_iters: int, timer: str, target_rel_ci: float = TimingConfig.rel_ci,
@@ -186,7 +173,7 @@ def summarize(times_ms: list[float], warmup_iters: int, timer: str, target_rel_c
         iters=len(ordered),
         warmup_iters=warmup_iters,
         timer=timer,
-        times_ms=tuple(times_ms),
+        times_ms=tuple(round(t, 4) for t in times_ms),
     )
 
 

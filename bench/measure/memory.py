@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from bench.measure.size import MIB
+from bench.records import column
 
 CPU_COUNTER = ("CPU allocator: every allocation and free during the pass "
                "(torch.profiler, profile_memory=True)")
@@ -178,10 +179,11 @@ def pass_peak(run: Callable[[], object], device: torch.device,
 
 @dataclass(frozen=True)
 class MemoryReading:
-    peak_mib: float                      # weights + input + activation peak
-    activation_mib: float                # peak above the pre-forward baseline
-    tensor_activation_mib: float | None  # CPU: peak of live activation tensors only
-    counter: str
+    """One inference forward pass's memory; as row columns (bench/records.py) under their old names."""
+    peak_mib: float = column("peak_memory_mib")                 # weights + input + activation peak
+    activation_mib: float = column("activation_peak_mib")       # peak above the pre-forward baseline
+    tensor_activation_mib: float | None = column("tensor_activation_peak_mib")  # CPU: live activation tensors only
+    counter: str = column("memory_counter")
 
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:

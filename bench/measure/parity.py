@@ -14,6 +14,7 @@ import torch
 class Parity:
     max_abs_diff: float       # largest absolute logit difference
     argmax_agreement: float   # fraction of pixels whose predicted class is the same (0..1)
+    threshold: float | None = None  # the agreement below which the row is status mismatch
 
 
 def parity(reference: torch.Tensor, candidate: torch.Tensor) -> Parity:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,6 +42,28 @@ def peak_fraction(achieved: float, peak: float) -> float:
     if peak <= 0:
         raise ValueError(f"peak FLOP/s must be positive, got {peak}")
     return achieved / peak
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Achieved FLOP/s of the timed forward pass against the machine's measured ceilings."""
+    achieved_flops_per_s: float           # flops_per_image x batch / median latency
+    peak_flops_per_s: float               # the machine's matmul peak in this precision
+    peak_fraction: float                  # achieved / peak
+    peak_method: str
+    peak_exceeded: bool                   # achieved above the peak: see peak_note
+    peak_note: str                        # why a model can beat the matmul ceiling
+    memory_bandwidth_bytes_per_s: float | None  # the machine's memory ceiling (triad), beside the peak
+    bandwidth_method: str
+
+
+def efficiency(flops_per_image: float, batch_size: int, latency_ms: float, peak: dict) -> Efficiency:
+    """The achieved FLOP/s, its fraction of ``peak`` (``cached_peak``'s ceilings), flagged with the
+    reason above 1, and the machine's memory bandwidth beside it."""
+    achieved = achieved_flops_per_s(flops_per_image, batch_size, latency_ms)
+    fraction = peak_fraction(achieved, peak["flops_per_s"])
+    return Efficiency(achieved, peak["flops_per_s"], fraction, peak["method"], fraction > 1,
+                      BEATS_PEAK if fraction > 1 else "", peak.get("bytes_per_s"), peak.get("bandwidth_method", ""))
 
 
 def matmul_flops(size: int) -> float:

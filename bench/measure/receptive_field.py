@@ -23,17 +23,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bench.records import column
+
 
 @dataclass(frozen=True)
 class Growth:
     """The receptive field (pixels, square) and cumulative parameter count after each convolution."""
     module: str
     receptive_fields: list[int]
-    cumulative_params: list[int]
-
-    def to_row(self) -> dict:
-        return {"growth_module": self.module, "growth_receptive_fields": self.receptive_fields,
-                "growth_params": self.cumulative_params}
+    cumulative_params: list[int] = column("params")
 
 
 def _probe_copy(stack: nn.Sequential) -> nn.Sequential:

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from bench.records import column
+
 MIB = 2**20
 
 
@@ -12,7 +14,7 @@ MIB = 2**20
 class ModelSize:
     params_total: int
     params_trainable: int
-    size_mib: float  # parameters and buffers (e.g. BN running statistics), as stored
+    size_mib: float = column("model_size_mib")  # parameters and buffers (e.g. BN running statistics), as stored
 
 
 def model_size(model: nn.Module) -> ModelSize:

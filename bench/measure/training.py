@@ -23,16 +23,17 @@ Three readings, in this order:
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from bench.measure.latency import TimingConfig, measure_latency
+from bench.measure.latency import LatencyStats, TimingConfig, measure_latency
 from bench.measure.memory import pass_peak, tensor_bytes
 from bench.measure.size import MIB
+from bench.records import column
 from bench.updates import AdversarialStep, Precision, SupervisedStep, make_update
 
 #: Fraction of the label map's rows marked ``ignore_index`` (a band at the bottom).
@@ -66,6 +67,24 @@ def saved_for_backward_bytes(forward: Callable[[], torch.Tensor], exclude: list[
     return sum(saved.values())
 
 
+@dataclass(frozen=True)
+class TrainingStep:
+    """One training step's figures; row columns ``train_*`` (bench/records.py)."""
+    optimizer: str
+    precision: str                 # fp32 | bf16 (autocast) | fp16 (autocast + gradient scaling)
+    latency: LatencyStats          # per step of one batch; its warm-up counts the memory pass's steps
+    throughput_ips: float          # images per second = batch size / median step
+    peak_memory_mib: float         # weights + gradients + optimizer state + batch + activations
+    weights_mib: float
+    gradients_mib: float
+    optimizer_state_mib: float
+    activation_peak_mib: float     # peak above weights, gradients and optimizer state
+    memory_counter: str
+    saved_for_backward_mib: float = column("saved_for_backward_mib", prefixed=False)  # each storage once
+    # What the figures cover, in words (the caller knows: a supervised step or Luc et al.'s pair)
+    step_covers: str = ""
+
+
 def training_update(model: nn.Module, train_cfg: Mapping[str, Any], criterion: nn.Module, num_classes: int,
                     ignore_index: int, precision: Precision = Precision()) -> SupervisedStep | AdversarialStep:
     """The training loop's update at learning rate 0 (see the module docstring)."""
@@ -83,9 +102,9 @@ def _state_bytes(optimizers: list[torch.optim.Optimizer]) -> int:
 def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch: tuple[torch.Tensor, torch.Tensor],
                           num_classes: int, ignore_index: int, device: torch.device,
                           timing: TimingConfig, precision: Precision = Precision(),
-                          progress: bool = False) -> dict[str, Any]:
+                          progress: bool = False) -> TrainingStep:
     """Latency, peak memory and saved-for-backward bytes of one training step under ``precision``
-    (autocast, and gradient scaling for fp16, as ``mode=accuracy`` trains); ResultRow fields.
+    (autocast, and gradient scaling for fp16, as ``mode=accuracy`` trains).
 
     ``model`` is left in eval mode with its gradients cleared.
     """
@@ -118,17 +137,16 @@ def measure_training_step(model: nn.Module, train_cfg: Mapping[str, Any], batch:
         optimizer.zero_grad(set_to_none=True)
     model.eval()
     batch_size = image.shape[0]
-    return {
-        "train_optimizer": type(optimizers[0]).__name__,
-        "train_precision": precision.name,
-        **latency.fields(prefix="train_"),
-        "train_warmup_iters": latency.warmup_iters + passed,
-        "train_throughput_ips": batch_size / (latency.median_ms / 1e3),
-        "train_peak_memory_mib": (weights + gradients + optimizer_state + inputs + memory.peak_bytes) / MIB,
-        "train_weights_mib": weights / MIB,
-        "train_gradients_mib": gradients / MIB,
-        "train_optimizer_state_mib": optimizer_state / MIB,
-        "train_activation_peak_mib": memory.peak_bytes / MIB,
-        "train_memory_counter": memory.counter,
-        "saved_for_backward_mib": saved / MIB,
-    }
+    return TrainingStep(
+        optimizer=type(optimizers[0]).__name__,
+        precision=precision.name,
+        latency=replace(latency, warmup_iters=latency.warmup_iters + passed),
+        throughput_ips=batch_size / (latency.median_ms / 1e3),
+        peak_memory_mib=(weights + gradients + optimizer_state + inputs + memory.peak_bytes) / MIB,
+        weights_mib=weights / MIB,
+        gradients_mib=gradients / MIB,
+        optimizer_state_mib=optimizer_state / MIB,
+        activation_peak_mib=memory.peak_bytes / MIB,
+        memory_counter=memory.counter,
+        saved_for_backward_mib=saved / MIB,
+    )

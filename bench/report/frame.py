@@ -36,6 +36,8 @@ JSON_COLUMNS = ("config", "model_kwargs", "learning_curve", "backend_provider_op
                 "train_latency_times_ms", "throughput_search", "instrument_errors", "growth_receptive_fields",
                 "growth_params")
 IOU_PREFIX = "iou."
+#: Plug-in instruments' columns (``ResultRow.extra``) in the frame: ``plugin.<column>``.
+PLUGIN_PREFIX = "plugin."
 
 
 def _json_text(value) -> str:
@@ -57,6 +59,9 @@ def rows_to_frame(rows: list) -> pd.DataFrame:
     for name in JSON_COLUMNS:
         frame[name] = frame[name].map(_json_text)
     iou = _per_class_frame(frame.pop("per_class_iou"))
+    extra = frame.pop("extra")   # plug-in instruments' columns, each a column of its own
+    plugins = (pd.DataFrame.from_records([d if isinstance(d, dict) else {} for d in extra], index=frame.index)
+               .add_prefix(PLUGIN_PREFIX) if any(extra) else None)
     height = frame["height"].astype("Int64")
     width = frame["width"].astype("Int64")
     derived = pd.DataFrame({
@@ -68,7 +73,7 @@ def rows_to_frame(rows: list) -> pd.DataFrame:
         "train_budget": [training_budget(row.config) for row in rows],
     }, index=frame.index)
     derived.loc[height.isna() | width.isna(), "resolution"] = ""
-    return pd.concat([frame, derived, iou], axis=1)
+    return pd.concat([frame, derived, iou, plugins], axis=1)
 
 
 def newest_per_job(frame: pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +173,11 @@ def with_object_strings(frame: pd.DataFrame) -> pd.DataFrame:
     group and print alike either way. (``astype`` leaves a block per column: the copy joins them.)"""
     strings = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype)]
     return frame.astype(dict.fromkeys(strings, object)).copy() if strings else frame
+
+
+def plugin_columns(frame: pd.DataFrame) -> list[str]:
+    """The plug-in instruments' columns (``PLUGIN_PREFIX``) that hold at least one value."""
+    return [c for c in frame.columns if c.startswith(PLUGIN_PREFIX) and frame[c].notna().any()]
 
 
 def iou_columns(frame: pd.DataFrame) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from bench.formatting import format_ms, significant
 from bench.report.evidence import EvidenceBar, evidence_gaps, seed_runs
+from bench.report.frame import PLUGIN_PREFIX, plugin_columns
 from bench.report.neutral import markdown_text
 from bench.report.repeats import repeat_groups, spread, spread_text, train_limits
 
@@ -86,6 +87,8 @@ def jobs_table(current: pd.DataFrame) -> pd.DataFrame:
     for name, (values, digits) in numbers.items():
         table[name] = pd.to_numeric(values, errors="coerce").astype(float).round(digits)
     table.insert(table.columns.get_loc("peak MiB") + 1, "memory method", rows["memory_counter"].map(memory_method))
+    for name in plugin_columns(rows):   # a plug-in instrument's figures, under their column names
+        table[name.removeprefix(PLUGIN_PREFIX)] = rows[name]
     table["status"], table["job_key"] = rows["status"], rows["job_key"]
     return table.reset_index(drop=True)
 
