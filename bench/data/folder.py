@@ -58,7 +58,7 @@ def _image_files(image_dir: Path) -> list[Path]:
     return sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _split_slice(count: int, split: str, val_fraction: float, test_fraction: float) -> slice:
+def split_slice(count: int, split: str, val_fraction: float, test_fraction: float) -> slice:
     """The ``split``'s share of ``count`` sorted items: train first, then val, then test."""
     num_val, num_test = round(count * val_fraction), round(count * test_fraction)
     num_train = count - num_val - num_test
@@ -77,7 +77,7 @@ def build_folder(cfg: Mapping[str, Any], split: str, resolution, transform) -> F
         raise _not_found(root, f"no images/ and masks/ folders (nor {split}/images/)")
     images = _image_files(base / "images")
     if base == root:
-        images = images[_split_slice(len(images), split, float(cfg.get("val_fraction", 0.1)),
+        images = images[split_slice(len(images), split, float(cfg.get("val_fraction", 0.1)),
                                      float(cfg.get("test_fraction", 0.1)))]
     if not images:
         raise _not_found(root, f"the {split} split has no images")

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from torch.utils.data import Dataset
 
-from bench.data import camvid, folder, synthetic, torchvision_sets
+from bench.data import camvid, folder, kitti, synthetic, torchvision_sets
 from bench.data.info import DatasetInfo, DatasetSpec
 from bench.data.transforms import Augmentation, SegmentationTransform
 from bench.grid import SPLITS, parse_resolution
@@ -16,6 +16,7 @@ _DATASETS: dict[str, DatasetSpec] = {
     "camvid": camvid.SPEC,
     "voc": torchvision_sets.VOC_SPEC,
     "cityscapes": torchvision_sets.CITYSCAPES_SPEC,
+    "kitti": kitti.SPEC,
     "folder": folder.SPEC,
 }
 
