@@ -56,6 +56,18 @@ def test_a_misspelt_record_field_fails_at_registration():
     assert "misspelt" not in [i.name for i in instruments()]
 
 
+def test_an_instrument_cannot_fill_another_ones_columns():
+    @dataclass(frozen=True)
+    class Median:
+        latency_ms_median: float
+
+    class Shadow(Instrument):
+        name, record = "shadow", Median
+
+    with pytest.raises(InstrumentError, match="latency_ms_median already filled by instrument latency"):
+        register_instrument(Shadow())
+
+
 def test_a_misspelt_column_handed_to_the_row_is_an_error():
     row = ResultRow(job_key="k", run_id="r", status="ok")
     with pytest.raises(UnknownColumnError, match="'latency_ms_medain' \\(did you mean 'latency_ms_median'\\?\\)"):

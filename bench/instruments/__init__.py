@@ -113,6 +113,11 @@ def register_instrument(instrument: Instrument) -> Instrument:
         raise InstrumentError(f"instrument {instrument.name}: its record fills {', '.join(unknown)}, which "
                               "the row (bench/schema.py ResultRow) has no field for, beside columns it does "
                               "have; misspelt? (a plug-in's columns must all be new)")
+    owners = {name: other.name for other in _REGISTRY.values() for name in other.columns()}
+    taken = sorted(name for name in names if name in owners)
+    if taken:
+        raise InstrumentError(f"instrument {instrument.name}: {', '.join(taken)} already filled by "
+                              f"instrument {owners[taken[0]]}; name its columns apart (its prefix)")
     _REGISTRY[instrument.name] = instrument
     return instrument
 
