@@ -47,7 +47,15 @@ BOUNDS = (
     Bound("train.eval_every_steps", 1, integer=True, nullable=True),
     Bound("train.eval_every_seconds", 0, nullable=True, low_inclusive=False),
     Bound("train.target_miou", 0, 1, nullable=True),
+    # U-Net's blocks, each null (off) or exactly these keys (checked only when the block is set).
+    Bound("train.elastic.grid", 2, integer=True),
+    Bound("train.elastic.sigma_px", 0),
+    Bound("train.border_weight.w0", 0),
+    Bound("train.border_weight.sigma_px", 0, low_inclusive=False),
 )
+
+#: Train keys that are null (off) or a mapping of settings, whose keys are the Bounds under them.
+TRAIN_BLOCKS = ("train.elastic", "train.border_weight")
 
 #: Pairs of values where the first must not exceed the second: (smaller, larger, why).
 ORDERED = (
@@ -70,6 +78,30 @@ def _order_problems(cfg: DictConfig) -> list[str]:
         if contradict:
             problems.append(f"{low_key}={low!r} exceeds {high_key}={high!r}; {why}: lower the first or raise the second")
     return problems
+
+
+def _block_problems(cfg: DictConfig) -> list[str]:
+    """A TRAIN_BLOCKS entry that is set must be a mapping of its own keys only (its Bounds check
+    that each is there and in range): an unknown key is probably a misspelling."""
+    problems = []
+    for block in TRAIN_BLOCKS:
+        value = OmegaConf.select(cfg, block, default=None)
+        if value is None:
+            continue
+        keys = [bound.key.rsplit(".", 1)[1] for bound in BOUNDS if bound.key.startswith(block + ".")]
+        shape = f"null or {{{', '.join(f'{key}: ...' for key in keys)}}}"
+        if not isinstance(value, DictConfig):
+            problems.append(f"{block} must be {shape}, got {value!r}")
+        elif set(value) - set(keys):
+            problems.append(f"{block} must be {shape}; unknown key {', '.join(sorted(set(value) - set(keys)))}")
+    return problems
+
+
+def _applies(cfg: DictConfig, bound: Bound) -> bool:
+    """A bound inside a TRAIN_BLOCKS entry applies only when that block is a mapping: null turns
+    the block off, and anything else is _block_problems' to report."""
+    block = bound.key.rsplit(".", 1)[0]
+    return block not in TRAIN_BLOCKS or isinstance(OmegaConf.select(cfg, block, default=None), DictConfig)
 
 
 def _bound_problem(cfg: DictConfig, bound: Bound) -> str | None:
@@ -116,7 +148,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
         value = OmegaConf.select(cfg, key, default=None)
         if (mode in modes or key == "mode") and value not in choices:
             problems.append(f"unknown {key} {value!r}; choose one of {', '.join(choices)}")
-    bound_problems = [p for p in (_bound_problem(cfg, b) for b in BOUNDS) if p]
+    bound_problems = [p for p in (_bound_problem(cfg, b) for b in BOUNDS if _applies(cfg, b)) if p]
+    bound_problems += _block_problems(cfg)
     problems += bound_problems or _order_problems(cfg)
     if mode == "eval" and not cfg.get("checkpoint"):
         problems.append("mode=eval needs checkpoint=PATH (a checkpoint.pt written by mode=accuracy)")
@@ -236,8 +269,14 @@ def _instruments_off_default(cfg: DictConfig) -> dict[str, bool]:
 RESUME_KEYS = ("checkpoint_every_steps", "checkpoint_every_seconds")
 
 
+#: Train keys added after jobs were keyed, at the value that trains as before: left out of the key
+#: there, so rows written before them keep their jobs (a resumed sweep does not re-run them).
+TRAIN_KEYS_ADDED = {"elastic": None, "border_weight": None}
+
+
 def _train_identity(train_cfg: DictConfig) -> dict[str, Any]:
-    return {k: v for k, v in _plain(train_cfg).items() if k not in RESUME_KEYS}
+    return {k: v for k, v in _plain(train_cfg).items()
+            if k not in RESUME_KEYS and not (k in TRAIN_KEYS_ADDED and v == TRAIN_KEYS_ADDED[k])}
 
 
 def _backend(cfg: DictConfig) -> str:

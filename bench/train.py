@@ -1,7 +1,7 @@
 """The training loop: stages, budgets, learning curve, resumable state.
 
 ``train_model`` runs pixel-wise cross-entropy (``ignore_index`` pixels excluded, optionally with
-median-frequency class weights) with the update of ``bench.updates`` (Luc et al.'s alternating one
+median-frequency class weights and U-Net's border weight map) with the update of ``bench.updates`` (Luc et al.'s alternating one
 for a model with an adversary), under the budget and schedule of ``bench.schedule``. The train
 config is a *recipe* (conf/train/: segbench's default, or a paper's protocol): its optimizer,
 schedule, augmentation, batch size, stopping rule and an optional second ``finetune`` stage, whose
@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from bench.border_loss import BorderWeight, BorderWeightedCrossEntropy
 from bench.checkpoint import (CHECKPOINT_NAME, cpu_state, load_state, restore_rng_states, rng_states,
                               save_checkpoint, save_state)
 from bench.curve import CurveRecorder, EvalSchedule, curve_fields
@@ -100,6 +101,16 @@ def class_weights(dataset_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any],
         return torch.tensor(info.class_weights, dtype=torch.float32)
     plain_train = build_dataset(dataset_cfg, "train", resolution, train=False)
     return median_frequency_weights(*_label_counts(plain_train, info.num_classes, info.ignore_index))
+
+
+def training_criterion(stage_cfg: Mapping[str, Any], weights: torch.Tensor | None, ignore_index: int,
+                       device: torch.device) -> nn.Module:
+    """Pixel-wise cross-entropy with the class ``weights``; with ``train.border_weight``, U-Net's
+    weight map (bench/border_loss.py), whose w_c are these class weights."""
+    border = BorderWeight.from_config(stage_cfg)
+    if border is not None:
+        return BorderWeightedCrossEntropy(border, ignore_index, weights)
+    return nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device), ignore_index=ignore_index)
 
 
 # ---- data order that can resume mid-epoch --------------------------------------------------
@@ -218,10 +229,9 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
     for stage_cfg in stages:   # every stage's settings are checked before the first step
         lr_factor(stage_cfg.get("schedule", "constant"), 0.0, 0, stage_cfg.get("lr_decay"))
         Augmentation.from_config(stage_cfg)
+        BorderWeight.from_config(stage_cfg)
         EarlyStopping.from_config(stage_cfg)
     weights = class_weights(dataset_cfg, train_cfg, resolution)
-    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
-                                    ignore_index=info.ignore_index)
     model.to(device=device, memory_format=memory_format).train()
 
     run = Progress()
@@ -255,6 +265,7 @@ def train_model(model: nn.Module, dataset_cfg: Mapping[str, Any], train_cfg: Map
         schedule, decay = stage_cfg.get("schedule", "constant"), stage_cfg.get("lr_decay")
         eval_schedule = EvalSchedule.from_config(stage_cfg, steps_per_epoch)
         early = EarlyStopping.from_config(stage_cfg)
+        criterion = training_criterion(stage_cfg, weights, info.ignore_index, device)   # a stage may change it
         update = make_update(model, stage_cfg, criterion, info.num_classes, info.ignore_index, precision)
         optimizer_name = optimizer_name or type(update.optimizers[0].optimizer).__name__
         if saved is not None and saved["progress"]["stage"] == stage_index:
