@@ -18,6 +18,7 @@ The training step (``measure.train_step``) is measured in ``backend=eager`` rows
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -47,11 +48,14 @@ ORT_MEMORY_COUNTER = ("process peak resident set (VmHWM after /proc/self/clear_r
 
 @dataclass
 class Deployment:
-    """A model made ready on one backend: ``run()`` does one forward pass and returns the logits
-    as a torch tensor; ``fields`` are the ResultRow columns that describe how it was made and
-    its inference memory."""
+    """A model made ready on one backend: ``run()`` does one forward pass on the prepared inputs
+    and returns the logits as a torch tensor (what the latency loop times); ``fields`` are the
+    ResultRow columns that describe how it was made and its inference memory; ``predict(batch)``
+    gives the logits of another batch of the prepared shape (what the accuracy gate scores; None
+    where the backend cannot take other inputs)."""
     run: Callable[[], torch.Tensor]
     fields: dict[str, Any] = field(default_factory=dict)
+    predict: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -118,11 +122,15 @@ def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch
     session = ort.InferenceSession(str(export_path), options,
                                    providers=ort_providers(device, ort.get_available_providers()))
     session_seconds = time.perf_counter() - started
-    feed = {session.get_inputs()[0].name: inputs.detach().cpu().numpy()}
+    name = session.get_inputs()[0].name
+    feed = {name: inputs.detach().cpu().numpy()}   # host memory once: the timed call only runs
     used = session.get_providers()
 
     def run() -> torch.Tensor:
         return torch.from_numpy(session.run(None, feed)[0])
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {name: batch.detach().cpu().numpy()})[0])
 
     # Later runs reuse the arena the first one grew, so the first run is the one to measure.
     resident = tensor_bytes([*model.parameters(), *model.buffers(), inputs])
@@ -137,7 +145,7 @@ def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch
     else:
         run()
     first_call_ms = (time.perf_counter() - started) * 1e3
-    return Deployment(run, {
+    return Deployment(run, predict=predict, fields={
         "peak_memory_mib": None if activation is None else (resident + activation) / MIB,
         "activation_peak_mib": None if activation is None else activation / MIB,
         "memory_counter": counter,
@@ -161,15 +169,18 @@ def compile_deployment(model: nn.Module, inputs: torch.Tensor, device: torch.dev
     compiled = torch.compile(model)
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
 
-    def run() -> torch.Tensor:
+    def predict(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast:
-            return compiled(inputs)
+            return compiled(batch)
+
+    def run() -> torch.Tensor:
+        return predict(inputs)
 
     started = time.perf_counter()
     run()
     compile_seconds = time.perf_counter() - started
     memory = forward_peak_memory(compiled, inputs, device, autocast_dtype)
-    return Deployment(run, {
+    return Deployment(run, predict=predict, fields={
         "backend_exporter": f"torch.compile (backend inductor), torch {torch.__version__}",
         "backend_runtime": f"torch {torch.__version__}",
         "compile_seconds": compile_seconds,
@@ -233,14 +244,20 @@ def job_autocast(spec: "JobSpec", device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=spec.autocast_dtype, enabled=spec.autocast_dtype is not None)
 
 
-def eager_run(model: nn.Module, inputs: torch.Tensor, spec: "JobSpec", device: torch.device) -> Callable[[], torch.Tensor]:
-    """One eager inference call at the job's precision, without autograd: what every eager figure times."""
+def eager_predict(model: nn.Module, spec: "JobSpec", device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Eager inference of a batch at the job's precision, without autograd."""
     autocast = job_autocast(spec, device)  # made once: the timed call only enters it
 
-    def run() -> torch.Tensor:
+    def predict(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast:
-            return model(inputs)
-    return run
+            return model(batch)
+    return predict
+
+
+def eager_run(model: nn.Module, inputs: torch.Tensor, spec: "JobSpec", device: torch.device) -> Callable[[], torch.Tensor]:
+    """One eager inference call on ``inputs`` at the job's precision, without autograd: what every
+    eager figure times."""
+    return functools.partial(eager_predict(model, spec, device), inputs)
 
 
 class Eager(Backend):
@@ -248,7 +265,7 @@ class Eager(Backend):
     name, reference = "eager", True
 
     def prepare(self, model, inputs, spec, device, cache_dir) -> Deployment:
-        return Deployment(eager_run(model, inputs, spec, device))
+        return Deployment(eager_run(model, inputs, spec, device), predict=eager_predict(model, spec, device))
 
 
 class Compile(Backend):

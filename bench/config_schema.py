@@ -81,6 +81,10 @@ class ParityConfig:
     """Non-eager backends: logits compared with eager's on the same input."""
     min_argmax_agreement: float = setting(0.999, "below it the row is status=mismatch and is not timed",
                                           low=0, high=1)
+    min_accuracy_ratio: float = setting(0.99, "a deployment other than fp32 eager must keep this share of fp32 "
+                                              "eager's mIoU on validation images (MLPerf's 99%), else mismatch",
+                                        low=0, high=1)
+    accuracy_images: int = setting(16, "validation images the accuracy gate scores both ways (0: no gate)", low=0)
 
 
 @dataclass

@@ -119,12 +119,17 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
                   train_cfg: Mapping[str, Any] | None = None, ignore_index: int = 255,
                   progress: bool = False, cache_dir: Path = Path("results/cache"),
                   min_agreement: float = 0.999, peak_flops: bool = True,
-                  windows: WindowOptions = WindowOptions(), instruments_requested: tuple[str, ...] = ()) -> dict[str, Any]:
+                  windows: WindowOptions = WindowOptions(), instruments_requested: tuple[str, ...] = (),
+                  dataset_cfg: Mapping[str, Any] | None = None, weights: str | None = None,
+                  gate_images: int = 0, min_accuracy_ratio: float = 0.99) -> dict[str, Any]:
     """Measure ``model`` on random inputs of the job's shape; returns ResultRow fields.
 
     A non-eager backend's logits are first compared with eager's on the same input; below
     ``min_agreement`` (argmax agreement over the pixels) the fields say ``status=mismatch`` and
-    nothing is timed. With ``peak_flops``, the achieved FLOP/s is set against the machine's
+    nothing is timed. With trained or loaded ``weights`` (where they come from, in words; None:
+    random), a deployment other than fp32 eager is scored against fp32 eager on ``gate_images``
+    validation images of ``dataset_cfg`` and must keep ``min_accuracy_ratio`` of its mIoU, else
+    ``status=mismatch``, untimed. With ``peak_flops``, the achieved FLOP/s is set against the machine's
     matmul peak, measured once per environment. With ``train_cfg``, one training step (with its optimizer) is measured
     too, in eager rows, at the job's precision (``JobSpec.training_precision``) and memory layout.
     Other processes' use of the machine is recorded over the timed windows (``contention_*``), and
@@ -155,7 +160,8 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
     probe = Probe(model=model, whole=whole, inputs=inputs, spec=spec, device=device, batch_size=batch_size,
                   num_classes=num_classes, in_channels=in_channels, ignore_index=ignore_index, timing=timing,
                   windows=windows, peak_flops=peak_flops, requested=tuple(instruments_requested),
-                  train_cfg=train_cfg, min_agreement=min_agreement,
+                  train_cfg=train_cfg, min_agreement=min_agreement, dataset=dataset_cfg or {}, weights=weights,
+                  gate_images=gate_images, min_accuracy_ratio=min_accuracy_ratio,
                   cache_dir=cache_dir, progress=progress, backend=backend,
                   deployment=backend.prepare(model, inputs, spec, device, cache_dir),
                   flops=flops, kept=kept, logits=logits)

@@ -92,6 +92,11 @@ def training_state_path(cfg: DictConfig) -> Path:
     return inside(ResultStore(cfg.results_dir).root / "state", job_key(cfg), STATE_NAME)
 
 
+def _weights_source(mode: str, checkpoint: str | None) -> str | None:
+    """Where the profiled weights come from, in words (the accuracy gate's row says it); None: random."""
+    return {"accuracy": "trained by this job", "eval": f"checkpoint {checkpoint}"}.get(mode)
+
+
 def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> None:
     """Build the model and fill ``row`` with the accuracy (when asked) and profile fields."""
     from models import create_model
@@ -141,7 +146,9 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
                 cache_dir=Path(cfg.results_dir) / "cache",
                 min_agreement=float(cfg.parity.min_argmax_agreement),
                 peak_flops=bool(cfg.measure.peak_flops), windows=WindowOptions.from_config(cfg.measure),
-                instruments_requested=tuple(cfg.measure.get("instruments") or ()))
+                instruments_requested=tuple(cfg.measure.get("instruments") or ()),
+                dataset_cfg=cfg.dataset, weights=_weights_source(spec.mode, cfg.get("checkpoint")),
+                gate_images=int(cfg.parity.accuracy_images), min_accuracy_ratio=float(cfg.parity.min_accuracy_ratio))
             break
         except Exception as exc:  # noqa: BLE001  (only out-of-memory errors are retried)
             if not is_out_of_memory(exc) or cfg.oom_policy != "halve" or batch_size == 1:

@@ -22,7 +22,7 @@ SCHEMA_VERSION = 7  # 3: latency intervals, raw times, contention, energy, cold 
                     # accuracy rows hold Boundary IoU (boundary_miou, boundary_band_px, boundary_method);
                     # 6: a model's declared stack grows by a measured receptive field (growth_*)
                     # 7: every instrument's record stored whole: train_timer, contention_window_seconds,
-                    # contention_cpus; plug-in instruments' columns (``extra``)
+                    # contention_cpus; plug-in instruments' columns (``extra``); the accuracy gate (gate_*)
 
 #: Every status a row can carry. Only ``ok`` rows hold measurements.
 #: ``mismatch``: a deployment backend whose predictions differ from eager's (a finding, recorded
@@ -188,6 +188,17 @@ class ResultRow:
     parity_max_abs_diff: float | None = None     # largest |logit - eager logit| on the same input
     parity_argmax_agreement: float | None = None  # fraction of pixels predicted as eager predicts them
     parity_threshold: float | None = None         # the agreement below which status is mismatch
+    # The accuracy gate (bench/measure/accuracy_gate.py): a deployment other than fp32 eager scored
+    # against fp32 eager on validation images with the same (trained or loaded) weights.
+    gate_weights: str | None = None               # what was scored: trained by the job, a checkpoint, or random
+    gate_gated: bool | None = None                # whether the ratio decided the status
+    gate_note: str | None = None
+    gate_images: int | None = None
+    gate_split: str | None = None
+    gate_miou_reference: float | None = None      # fp32 eager
+    gate_miou_deployment: float | None = None
+    gate_ratio: float | None = None               # deployment / reference
+    gate_threshold: float | None = None           # parity.min_accuracy_ratio
 
     # --- efficiency: achieved FLOP/s against the machine's measured peak -------------------
     achieved_flops_per_s: float | None = None   # flops_per_image x batch / median latency

@@ -53,6 +53,10 @@ class Probe:
     requested: tuple[str, ...]    # measure.instruments: the plug-in instruments to run
     train_cfg: Mapping[str, Any] | None  # the training recipe, when a training step is measured
     min_agreement: float          # parity.min_argmax_agreement
+    dataset: Mapping[str, Any]    # the job's data set config (the accuracy gate scores its val split)
+    weights: str | None           # where the weights come from; None: random initialisation
+    gate_images: int              # parity.accuracy_images: validation images the accuracy gate scores
+    min_accuracy_ratio: float     # parity.min_accuracy_ratio
     cache_dir: Path
     progress: bool
     backend: "Backend"

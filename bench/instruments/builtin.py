@@ -11,8 +11,11 @@ from typing import Any, Mapping
 
 import torch
 
+from bench.backends import eager_predict
+from bench.data import dataset_info
 from bench.environment import device_name
 from bench.instruments import Instrument, Probe, register_instrument
+from bench.measure.accuracy_gate import GateRecord, miou_ratio, mious, verdict
 from bench.measure.decoder import DecoderStorage, storage_record
 from bench.measure.energy import EnergyRecord, energy_counter, measure_energy
 from bench.measure.latency import LatencyStats, measure_latency, synchronized
@@ -116,6 +119,57 @@ class ParityCheck(BuiltIn):
                 f"{record.max_abs_diff:.3g}); not timed")
 
 
+def _gate_batches(probe: Probe, count: int) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """The first ``count`` images of the validation split in whole batches of the job's size, in
+    the job's layout and on its device (label maps on the CPU, each at its own size)."""
+    from bench.data import build_dataset
+
+    dataset = build_dataset(probe.dataset, "val", (probe.spec.height, probe.spec.width), train=False)
+    size = probe.batch_size
+    usable = min(count, len(dataset)) // size * size
+    batches = []
+    for start in range(0, usable, size):
+        pairs = [dataset[i] for i in range(start, start + size)]
+        images = torch.stack([image for image, _ in pairs]).to(probe.device)
+        batches.append((images.contiguous(memory_format=_memory_format(probe)), [mask for _, mask in pairs]))
+    return batches
+
+
+class AccuracyGate(BuiltIn):
+    name, record, prefix, phase = "accuracy_gate", GateRecord, "gate_", "setup"
+    help = ("a deployment other than fp32 eager scored against it on validation images (its mIoU's share "
+            "of fp32 eager's, at least parity.min_accuracy_ratio)")
+
+    def selected(self, probe: Probe) -> bool:
+        differs = not probe.backend.reference or probe.spec.precision != "fp32" or probe.spec.channels_last
+        return differs and probe.gate_images > 0
+
+    def measure(self, probe: Probe) -> GateRecord:
+        if probe.weights is None:
+            return GateRecord("random initialisation", gated=False,
+                              note="not scored: random weights predict next to nothing; the gate decides "
+                                   "rows of mode=accuracy or mode=eval (trained or loaded weights)")
+        if probe.deployment.predict is None:
+            return GateRecord(probe.weights, gated=False,
+                              note=f"not scored: backend={probe.spec.backend} cannot run other inputs")
+        batches = _gate_batches(probe, probe.gate_images)
+        if not batches:
+            return GateRecord(probe.weights, gated=False, note="not scored: the validation split has fewer "
+                              f"images than one batch of {probe.batch_size}")
+        fp32_eager = eager_predict(probe.model, dataclasses.replace(probe.spec, precision="fp32"), probe.device)
+        info = dataset_info(probe.dataset)
+        reference, deployment = mious((fp32_eager, probe.deployment.predict), batches, info.num_classes,
+                                      info.ignore_index)
+        images = sum(len(masks) for _, masks in batches)
+        return GateRecord(probe.weights, gated=True, note=f"the first {images} images of the val split, "
+                          f"batch {probe.batch_size}, the job's resolution", images=images, split="val",
+                          miou_reference=reference, miou_deployment=deployment,
+                          ratio=miou_ratio(reference, deployment), threshold=probe.min_accuracy_ratio)
+
+    def stops(self, record: GateRecord | None) -> str:
+        return verdict(record) if record is not None else ""
+
+
 class ForwardMemory(BuiltIn):
     name, record, phase = "forward_memory", MemoryReading, "setup"
     help = "peak memory of one inference forward pass (the allocator's count; CPU: live tensors too)"
@@ -214,5 +268,5 @@ class FlopsAgainstPeak(BuiltIn):
 
 
 for _instrument in (Size(), ForwardFlops(), DecoderKept(), Adversary(), ReceptiveFieldGrowth(), ParityCheck(),
-                    ForwardMemory(), InferenceLatency(), TrainStep(), Energy(), FlopsAgainstPeak()):
+                    AccuracyGate(), ForwardMemory(), InferenceLatency(), TrainStep(), Energy(), FlopsAgainstPeak()):
     register_instrument(_instrument)

@@ -1,6 +1,7 @@
 """The best deployment of each architecture: per model, device, threads, resolution and batch, the fastest
-backend/precision/layout whose predictions matched eager's (``status=ok``), and its speed-up over
-eager fp32; and a figure of latency per backend per model."""
+backend/precision/layout whose predictions matched eager's (``status=ok``: parity on a random input
+and, with trained weights, the accuracy gate on validation images), its speed-up over eager fp32
+and the share of fp32 eager's mIoU it kept; and a figure of latency per backend per model."""
 from __future__ import annotations
 
 import numpy as np
@@ -60,10 +61,20 @@ def best_deployment_table(current: pd.DataFrame) -> pd.DataFrame:
             "speed-up over eager fp32": fmt(eager_ms / best["latency_ms_median"], "{:.2f}x"),
             "max abs logit diff": fmt(best["parity_max_abs_diff"], "{:.1e}"),
             "argmax agreement": fmt(best["parity_argmax_agreement"], "{:.4%}"),
+            "accuracy kept (gate)": _gate(best),
             "GFLOP/s (of peak)": _efficiency(best),
             "all variants": _compared(group),
         })
     return pd.DataFrame(lines)
+
+
+def _gate(row) -> str:
+    """The accuracy gate's figure (bench/measure/accuracy_gate.py), or why there is none."""
+    if row.get("gate_gated") is True:
+        return f"{fmt(row['gate_ratio'], '{:.2%}')} of fp32 eager's mIoU ({row['gate_images']:.0f} val images)"
+    if row.get("gate_gated") is False:
+        return "not gated: random weights" if str(row.get("gate_weights")).startswith("random") else "not gated"
+    return ""
 
 
 def _efficiency(row) -> str:
