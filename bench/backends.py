@@ -94,6 +94,43 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> float:
     return time.perf_counter() - started
 
 
+QUANTIZER = ("onnxruntime.quantization.quantize_static: QDQ, int8 weights per channel, uint8 activations, "
+             "MinMax calibration")
+
+
+def quantize_onnx(fp32_path: Path, int8_path: Path, calibration: list[torch.Tensor]) -> float:
+    """ONNX Runtime's static int8 quantization of the exported graph, its activation ranges
+    calibrated on ``calibration`` (batches of real images, the exported shape); written atomically;
+    returns the seconds taken. ORT's shape inference and graph optimisation run first, as its
+    documentation asks."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{name: batch.detach().cpu().numpy()} for batch in calibration])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    started = time.perf_counter()
+
+    def quantize(partial: Path) -> None:
+        prepared = partial.with_name(partial.name + ".pre.onnx")
+        try:
+            quant_pre_process(str(fp32_path), str(prepared))
+            quantize_static(str(prepared), str(partial), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        finally:
+            prepared.unlink(missing_ok=True)
+
+    atomic_write(int8_path, quantize)
+    return time.perf_counter() - started
+
+
 def ort_providers(device: torch.device, available: list[str]) -> list[str]:
     """The execution providers to ask for, best first, among those onnxruntime offers."""
     if device.type == "cpu":
@@ -108,13 +145,21 @@ def ort_providers(device: torch.device, available: list[str]) -> list[str]:
 
 
 def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch.device,
-                           export_path: Path) -> Deployment:
-    """Export (or reuse the cached export) and open an ORT session with the torch thread count."""
+                           export_path: Path, calibration: list[torch.Tensor] | None = None) -> Deployment:
+    """Export (or reuse the cached export) and open an ORT session with the torch thread count;
+    with ``calibration``, the session runs the int8 graph quantized from that export (cached too)."""
     import onnxruntime as ort
 
-    export_seconds = None
+    export_seconds = quantize_seconds = None
     if not export_path.exists():
         export_seconds = export_onnx(model, inputs, export_path)
+    quantized = {}
+    if calibration is not None:
+        fp32_path, export_path = export_path, export_path.with_name(
+            f"{export_path.stem}.int8-c{sum(len(batch) for batch in calibration)}.onnx")
+        if not export_path.exists():
+            quantize_seconds = quantize_onnx(fp32_path, export_path, calibration)
+        quantized = {"quantize_seconds": quantize_seconds}
     options = ort.SessionOptions()
     # The same number of threads as the eager rows, so the backends compete on equal cores.
     options.intra_op_num_threads = torch.get_num_threads()
@@ -149,7 +194,8 @@ def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch
         "peak_memory_mib": None if activation is None else (resident + activation) / MIB,
         "activation_peak_mib": None if activation is None else activation / MIB,
         "memory_counter": counter,
-        "backend_exporter": f"{ONNX_EXPORTER}, torch {torch.__version__}",
+        "backend_exporter": f"{ONNX_EXPORTER}, torch {torch.__version__}"
+                            + (f"; {QUANTIZER}" if calibration is not None else ""),
         "backend_runtime": f"onnxruntime {ort.__version__}",
         "backend_provider": used[0],
         "backend_provider_options": {
@@ -159,6 +205,7 @@ def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch
         "export_file": str(export_path),
         "backend_load_seconds": session_seconds,
         "backend_first_call_ms": first_call_ms,
+        **quantized,
     })
 
 
@@ -206,13 +253,19 @@ class Backend:
     reference: bool = False
 
     def problems(self, precision: str, channels_last: bool) -> list[str]:
-        """Why this backend cannot run a job at ``precision`` in this memory layout ([]: it can)."""
+        """Why this backend cannot run a job at ``precision`` in this memory layout ([]: it can).
+        By default every precision but int8, which is a quantized deployment only some offer."""
+        if precision == "int8":
+            return [f"precision=int8 is a quantized deployment that backend={self.name} does not offer: "
+                    "use backend=onnxruntime (static quantization, calibrated on training images)"]
         return []
 
     def prepare(self, model: nn.Module, inputs: torch.Tensor, spec: "JobSpec", device: torch.device,
                 cache_dir: Path) -> Deployment:
         """``model`` (in eval mode, on ``device``, in the job's layout) made ready to run on
-        ``inputs``: ``Deployment.run`` returns the logits, ``Deployment.fields`` describe it."""
+        ``inputs``: ``Deployment.run`` returns the logits, ``Deployment.fields`` describe it.
+        A backend that offers precision=int8 also takes ``calibration=`` (batches of training
+        images of the inputs' shape) at that precision."""
         raise NotImplementedError
 
 
@@ -281,15 +334,16 @@ class OnnxRuntime(Backend):
     name = "onnxruntime"
 
     def problems(self, precision: str, channels_last: bool) -> list[str]:
-        if precision != "fp32" or channels_last:
-            return ["backend=onnxruntime runs the exported fp32 graph in ONNX Runtime's own layout: use "
-                    "precision=fp32 channels_last=false with it"]
+        if precision not in ("fp32", "int8") or channels_last:
+            return ["backend=onnxruntime runs the exported fp32 graph, or its int8 quantization, in ONNX "
+                    "Runtime's own layout: use precision=fp32 or int8, channels_last=false, with it"]
         return []
 
-    def prepare(self, model, inputs, spec, device, cache_dir) -> Deployment:
+    def prepare(self, model, inputs, spec, device, cache_dir, calibration=None) -> Deployment:
         key = export_key(spec.model, spec.model_kwargs, tuple(inputs.shape), weights_digest(model))
-        return onnxruntime_deployment(model, inputs, device, cache_dir / "onnx" / f"{key}.onnx")
+        return onnxruntime_deployment(model, inputs, device, cache_dir / "onnx" / f"{key}.onnx", calibration)
 
 
 for _backend in (Eager(), Compile(), OnnxRuntime()):
     register_backend(_backend)
+

@@ -88,6 +88,13 @@ class ParityConfig:
 
 
 @dataclass
+class QuantizationConfig:
+    """precision=int8: the backend quantizes the fp32 model, calibrated on training images."""
+    calibration_images: int = setting(32, "training images (first of the split, job's resolution) whose "
+                                          "activations set the int8 ranges", low=1)
+
+
+@dataclass
 class LeaseConfig:
     """Workers sharing a grid and results_dir claim each job first (results_dir/leases/)."""
     stale_after_seconds: float = setting(600, "a claim not refreshed for this long is taken over",
@@ -109,11 +116,13 @@ class SegbenchConfig:
                                        "most images/s, offline)")
     resolution: str = setting("128x128", "HEIGHTxWIDTH of the input")
     batch_size: int = setting(1, "images per forward pass", low=1)
-    precision: str = setting("fp32", "fp32 | fp16 | bf16 (autocast)")
+    precision: str = setting("fp32", "fp32 | fp16 | bf16 (autocast) | int8 (a quantized deployment: "
+                                     "backend=onnxruntime)")
     channels_last: bool = setting(False, "the channels_last memory layout")
     backend: str = setting("eager", "eager | compile | onnxruntime | a plugin's (bench/backends.py)")
     compile: bool = setting(False, "the old spelling of backend=compile")
     parity: ParityConfig = field(default_factory=ParityConfig)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     threads: Optional[int] = setting(None, "torch CPU threads; null: every CPU the process may use", low=1)
     seed: int = setting(0, "weight initialisation", low=0)
     eval_split: str = setting("val", "the split mode=accuracy and mode=eval score")

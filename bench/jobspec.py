@@ -19,7 +19,9 @@ from bench.scenarios import SCENARIOS
 from bench.schedule import SCHEDULES
 from bench.updates import OPTIMIZERS, Precision
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: The precision axis: its autocast dtype (None: none). int8 is a quantized deployment (a backend
+#: that offers it quantizes the fp32 model after training; training runs in fp32).
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": None}
 MODES = ("profile", "accuracy", "eval")
 OOM_POLICIES = ("fail", "halve")
 
@@ -327,6 +329,8 @@ def _key(cfg: DictConfig, with_seed: bool) -> str:
     instruments = _instruments_off_default(cfg)
     if instruments:
         keyed["instruments"] = instruments
+    if spec.precision == "int8":   # the calibration set decides the quantized weights' ranges
+        keyed["quantization"] = _plain(cfg.get("quantization"))
     requested = sorted(OmegaConf.select(cfg, "measure.instruments", default=None) or [])
     if requested:   # plug-in instruments add columns: another job
         keyed["instruments_requested"] = requested

@@ -102,6 +102,21 @@ def _run(instrument: Instrument, probe: Probe, errors: dict[str, str]) -> dict[s
     return flatten(record, instrument.prefix)
 
 
+def _calibration(spec: JobSpec, dataset_cfg: Mapping[str, Any] | None, batch_size: int, count: int,
+                 device: torch.device) -> list[torch.Tensor] | None:
+    """precision=int8: the first ``count`` training images in whole batches of the job's shape,
+    which the backend's quantizer calibrates on; None at any other precision."""
+    if spec.precision != "int8":
+        return None
+    from bench.data import first_batches
+
+    batches = first_batches(dataset_cfg or {}, "train", (spec.height, spec.width), batch_size, count)
+    if not batches:
+        raise ValueError(f"precision=int8 calibrates on training images: quantization.calibration_images={count} "
+                         f"and the training split give less than one batch of {batch_size}")
+    return [images.to(device) for images, _ in batches]
+
+
 def _run_phase(phase: str, probe: Probe, fields: dict[str, Any], errors: dict[str, str]) -> str:
     """Run ``phase``'s selected instruments in order, adding their columns to ``fields``; why the
     row stops after one (its ``stops``: a parity mismatch), or "" when all ran."""
@@ -121,7 +136,8 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
                   min_agreement: float = 0.999, peak_flops: bool = True,
                   windows: WindowOptions = WindowOptions(), instruments_requested: tuple[str, ...] = (),
                   dataset_cfg: Mapping[str, Any] | None = None, weights: str | None = None,
-                  gate_images: int = 0, min_accuracy_ratio: float = 0.99) -> dict[str, Any]:
+                  gate_images: int = 0, min_accuracy_ratio: float = 0.99,
+                  calibration_images: int = 32) -> dict[str, Any]:
     """Measure ``model`` on random inputs of the job's shape; returns ResultRow fields.
 
     A non-eager backend's logits are first compared with eager's on the same input; below
@@ -157,16 +173,20 @@ def profile_model(model: nn.Module, spec: JobSpec, num_classes: int, in_channels
         raise RuntimeError(f"{spec.model} {LOGITS_SHAPE_ERROR} {tuple(logits.shape)}, "
                            f"expected {expected} (N x classes x input H x input W)")
     backend = get_backend(spec.backend)
+    calibration = _calibration(spec, dataset_cfg, batch_size, calibration_images, device)
     probe = Probe(model=model, whole=whole, inputs=inputs, spec=spec, device=device, batch_size=batch_size,
                   num_classes=num_classes, in_channels=in_channels, ignore_index=ignore_index, timing=timing,
                   windows=windows, peak_flops=peak_flops, requested=tuple(instruments_requested),
                   train_cfg=train_cfg, min_agreement=min_agreement, dataset=dataset_cfg or {}, weights=weights,
                   gate_images=gate_images, min_accuracy_ratio=min_accuracy_ratio,
                   cache_dir=cache_dir, progress=progress, backend=backend,
-                  deployment=backend.prepare(model, inputs, spec, device, cache_dir),
+                  deployment=backend.prepare(model, inputs, spec, device, cache_dir,
+                                             **({} if calibration is None else {"calibration": calibration})),
                   flops=flops, kept=kept, logits=logits)
     del logits
     fields: dict[str, Any] = {"batch_size_used": batch_size, **probe.deployment.fields}
+    if calibration is not None:
+        fields.update({"calibration_images": sum(len(batch) for batch in calibration), "calibration_split": "train"})
     errors: dict[str, str] = {}
     stopped = _run_phase("setup", probe, fields, errors)
     probe.logits = None

@@ -148,7 +148,8 @@ def _stages(cfg: DictConfig, spec: JobSpec, row: ResultRow, run_dir: Path) -> No
                 peak_flops=bool(cfg.measure.peak_flops), windows=WindowOptions.from_config(cfg.measure),
                 instruments_requested=tuple(cfg.measure.get("instruments") or ()),
                 dataset_cfg=cfg.dataset, weights=_weights_source(spec.mode, cfg.get("checkpoint")),
-                gate_images=int(cfg.parity.accuracy_images), min_accuracy_ratio=float(cfg.parity.min_accuracy_ratio))
+                gate_images=int(cfg.parity.accuracy_images), min_accuracy_ratio=float(cfg.parity.min_accuracy_ratio),
+                calibration_images=int(cfg.quantization.calibration_images))
             break
         except Exception as exc:  # noqa: BLE001  (only out-of-memory errors are retried)
             if not is_out_of_memory(exc) or cfg.oom_policy != "halve" or batch_size == 1:

@@ -185,6 +185,10 @@ class ResultRow:
     backend_provider_options: dict[str, Any] = field(default_factory=dict)  # providers used, their options, threads
     export_seconds: float | None = None  # onnxruntime: export time (None when the cached file was reused)
     export_file: str = ""               # onnxruntime: the cached .onnx file
+    # precision=int8: the quantization and the training images it was calibrated on.
+    quantize_seconds: float | None = None  # None when the cached quantized file was reused
+    calibration_images: int | None = None
+    calibration_split: str | None = None
     parity_max_abs_diff: float | None = None     # largest |logit - eager logit| on the same input
     parity_argmax_agreement: float | None = None  # fraction of pixels predicted as eager predicts them
     parity_threshold: float | None = None         # the agreement below which status is mismatch

@@ -20,7 +20,7 @@ import importlib
 _HOMES = {
     "CorruptImageError": "errors", "DatasetNotFoundError": "errors",
     "DatasetInfo": "info", "DatasetSpec": "info",
-    "UnknownDatasetError": "registry", "build_dataset": "registry", "dataset_info": "registry",
+    "UnknownDatasetError": "registry", "build_dataset": "registry", "dataset_info": "registry", "first_batches": "registry",
     "list_datasets": "registry", "register_dataset": "registry",
     "IMAGENET_MEAN": "transforms", "IMAGENET_STD": "transforms", "SegmentationTransform": "transforms",
     "colorize": "visualize", "sample_grid": "visualize",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Mapping
 
+import torch
 from torch.utils.data import Dataset
 
 from bench.data import camvid, folder, kitti, synthetic, torchvision_sets
@@ -68,3 +69,18 @@ def build_dataset(cfg: Mapping[str, Any], split: str = "train", resolution=(128,
     transform = SegmentationTransform(resolution, train=train, ignore_index=info.ignore_index,
                                       augmentation=augmentation, resize_mask=train or not spec.native_labels)
     return spec.build(cfg, split=split, resolution=resolution, transform=transform)
+
+
+def first_batches(cfg: Mapping[str, Any], split: str, resolution, batch_size: int,
+                  count: int) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """The first ``count`` images of ``split`` (evaluation transform) in whole batches of
+    ``batch_size``: (images stacked, label maps each at its own size). Fewer when the split is
+    smaller; none when it holds less than one batch. What the accuracy gate scores and int8
+    calibration reads: always the same images for the same data set."""
+    dataset = build_dataset(cfg, split, resolution, train=False)
+    usable = min(count, len(dataset)) // batch_size * batch_size
+    batches = []
+    for start in range(0, usable, batch_size):
+        pairs = [dataset[i] for i in range(start, start + batch_size)]
+        batches.append((torch.stack([image for image, _ in pairs]), [mask for _, mask in pairs]))
+    return batches

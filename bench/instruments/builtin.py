@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 
 from bench.backends import eager_predict
-from bench.data import dataset_info
+from bench.data import dataset_info, first_batches
 from bench.environment import device_name
 from bench.instruments import Instrument, Probe, register_instrument
 from bench.measure.accuracy_gate import GateRecord, miou_ratio, mious, verdict
@@ -108,11 +108,13 @@ class ParityCheck(BuiltIn):
         return not probe.backend.reference
 
     def measure(self, probe: Probe) -> Parity:
+        """Enforced at every precision but int8: a quantized graph's argmax differs from fp32 eager's
+        at near-ties, which a random input has everywhere; the accuracy gate judges int8 on data."""
         check = parity(probe.logits, probe.deployment.run())
-        return dataclasses.replace(check, threshold=probe.min_agreement)
+        return dataclasses.replace(check, threshold=None if probe.spec.precision == "int8" else probe.min_agreement)
 
     def stops(self, record: Parity) -> str:
-        if record.argmax_agreement >= record.threshold:
+        if record.threshold is None or record.argmax_agreement >= record.threshold:
             return ""
         return (f"predicts {record.argmax_agreement:.4%} of pixels as eager does, below "
                 f"parity.min_argmax_agreement={record.threshold:.4%} (max abs logit difference "
@@ -120,19 +122,11 @@ class ParityCheck(BuiltIn):
 
 
 def _gate_batches(probe: Probe, count: int) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-    """The first ``count`` images of the validation split in whole batches of the job's size, in
-    the job's layout and on its device (label maps on the CPU, each at its own size)."""
-    from bench.data import build_dataset
-
-    dataset = build_dataset(probe.dataset, "val", (probe.spec.height, probe.spec.width), train=False)
-    size = probe.batch_size
-    usable = min(count, len(dataset)) // size * size
-    batches = []
-    for start in range(0, usable, size):
-        pairs = [dataset[i] for i in range(start, start + size)]
-        images = torch.stack([image for image, _ in pairs]).to(probe.device)
-        batches.append((images.contiguous(memory_format=_memory_format(probe)), [mask for _, mask in pairs]))
-    return batches
+    """The first ``count`` val images in whole batches of the job's size, in the job's layout and
+    on its device (label maps on the CPU, each at its own size)."""
+    batches = first_batches(probe.dataset, "val", (probe.spec.height, probe.spec.width), probe.batch_size, count)
+    return [(images.to(probe.device).contiguous(memory_format=_memory_format(probe)), masks)
+            for images, masks in batches]
 
 
 class AccuracyGate(BuiltIn):
