@@ -94,6 +94,18 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> float:
     return time.perf_counter() - started
 
 
+def cached_onnx_export(model: nn.Module, inputs: torch.Tensor, spec: "JobSpec",
+                       cache_dir: Path) -> tuple[Path, float | None]:
+    """The ONNX file of this model, options, input shape and weights under ``cache_dir/onnx/``,
+    exported now only if no run has cached it yet (backend=onnxruntime and backend=openvino share
+    it): its path, and the seconds the export took (None: reused)."""
+    key = export_key(spec.model, spec.model_kwargs, tuple(inputs.shape), weights_digest(model))
+    path = cache_dir / "onnx" / f"{key}.onnx"
+    if path.exists():
+        return path, None
+    return path, export_onnx(model, inputs, path)
+
+
 QUANTIZER = ("onnxruntime.quantization.quantize_static: QDQ, int8 weights per channel, uint8 activations, "
              "MinMax calibration")
 
@@ -144,15 +156,13 @@ def ort_providers(device: torch.device, available: list[str]) -> list[str]:
     raise RuntimeError(f"backend=onnxruntime supports device=cpu and device=cuda, not {device.type}")
 
 
-def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch.device,
-                           export_path: Path, calibration: list[torch.Tensor] | None = None) -> Deployment:
-    """Export (or reuse the cached export) and open an ORT session with the torch thread count;
-    with ``calibration``, the session runs the int8 graph quantized from that export (cached too)."""
+def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch.device, export_path: Path,
+                           export_seconds: float | None, calibration: list[torch.Tensor] | None = None) -> Deployment:
+    """An ORT session on the exported graph with the torch thread count; with ``calibration``, on
+    the int8 graph quantized from that export (cached beside it)."""
     import onnxruntime as ort
 
-    export_seconds = quantize_seconds = None
-    if not export_path.exists():
-        export_seconds = export_onnx(model, inputs, export_path)
+    quantize_seconds = None
     quantized = {}
     if calibration is not None:
         fp32_path, export_path = export_path, export_path.with_name(
@@ -340,10 +350,11 @@ class OnnxRuntime(Backend):
         return []
 
     def prepare(self, model, inputs, spec, device, cache_dir, calibration=None) -> Deployment:
-        key = export_key(spec.model, spec.model_kwargs, tuple(inputs.shape), weights_digest(model))
-        return onnxruntime_deployment(model, inputs, device, cache_dir / "onnx" / f"{key}.onnx", calibration)
+        return onnxruntime_deployment(model, inputs, device, *cached_onnx_export(model, inputs, spec, cache_dir),
+                                      calibration)
 
 
 for _backend in (Eager(), Compile(), OnnxRuntime()):
     register_backend(_backend)
 
+from bench import openvino_backend  # noqa: E402,F401 (registers backend=openvino; last: it imports this module)

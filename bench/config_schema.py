@@ -119,7 +119,7 @@ class SegbenchConfig:
     precision: str = setting("fp32", "fp32 | fp16 | bf16 (autocast) | int8 (a quantized deployment: "
                                      "backend=onnxruntime)")
     channels_last: bool = setting(False, "the channels_last memory layout")
-    backend: str = setting("eager", "eager | compile | onnxruntime | a plugin's (bench/backends.py)")
+    backend: str = setting("eager", "eager | compile | onnxruntime | openvino | a plugin's (bench/backends.py)")
     compile: bool = setting(False, "the old spelling of backend=compile")
     parity: ParityConfig = field(default_factory=ParityConfig)
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)

@@ -95,7 +95,7 @@ class ResultRow:
     batch_size_used: int | None = None  # differs from batch_size only under oom_policy=halve
     precision: str = ""
     channels_last: bool = False
-    backend: str = "eager"             # eager | compile | onnxruntime | a plugin's (bench/backends.py registry)
+    backend: str = "eager"             # eager | compile | onnxruntime | openvino | a plugin's (bench/backends.py registry)
     threads: int | None = None
     # Other segbench workers holding a claim in the same results_dir on this host, at the job's start
     # or end (the larger): each takes CPU time from this job's timings when they share the CPUs.
