@@ -16,20 +16,12 @@ from bench.measure.latency import TimingConfig
 from bench.profile import profile_model
 from models import create_model
 from tests.conftest import ROOT
+from tests.test_train import one_thread  # noqa: F401 (autouse)
 
 CPU = torch.device("cpu")
 FAST = TimingConfig(warmup_iters=1, min_run_time=0.0, min_iters=2, max_iters=2)
 CLASSES = 11
 SHAPE = (1, 3, 16, 16)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Every figure here on one thread (OpenVINO is compiled with torch's count), restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def job_config(*overrides: str):

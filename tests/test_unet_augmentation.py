@@ -19,22 +19,11 @@ from bench.data.transforms import (Augmentation, ElasticDeformation, Segmentatio
 from bench.jobspec import config_problems, job_key
 from bench.runner import run_job
 from tests.conftest import FAST_TIMING, ROOT
+from tests.test_train import job_config, one_thread  # noqa: F401 (one_thread: autouse)
 
 IGNORE = 255
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small shared CPU more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _config(*overrides: str):
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        return compose("config", ["dataset=synthetic", *overrides])
 
 
 def two_squares() -> np.ndarray:
@@ -216,30 +205,30 @@ def test_the_border_block_is_read_from_the_train_config():
 # ---- the recipe and its checks ---------------------------------------------------------------
 
 def test_the_unet_recipe_turns_both_on_and_the_default_leaves_them_off():
-    unet, default = _config("train=unet").train, _config().train
+    unet, default = job_config("train=unet").train, job_config().train
     assert OmegaConf.to_container(unet.elastic) == {"grid": 3, "sigma_px": 10}
     assert OmegaConf.to_container(unet.border_weight) == {"w0": 10, "sigma_px": 5}
     assert default.elastic is None and default.border_weight is None
-    assert config_problems(_config("train=unet", "mode=accuracy")) == []
+    assert config_problems(job_config("train=unet", "mode=accuracy")) == []
 
 
 def test_bad_values_are_refused_before_any_work_all_at_once():
-    problems = config_problems(_config("train=unet", "mode=accuracy", "train.elastic.grid=1",
+    problems = config_problems(job_config("train=unet", "mode=accuracy", "train.elastic.grid=1",
                                        "train.elastic.sigma_px=-1", "train.border_weight.w0=-1",
                                        "train.border_weight.sigma_px=0"))
     assert problems == ["train.elastic.grid must be at least 2, got 1",
                         "train.elastic.sigma_px must be at least 0, got -1",
                         "train.border_weight.w0 must be at least 0, got -1",
                         "train.border_weight.sigma_px must be above 0, got 0"]
-    assert config_problems(_config("train=unet", "train.elastic.grid=2.5")) == \
+    assert config_problems(job_config("train=unet", "train.elastic.grid=2.5")) == \
         ["train.elastic.grid must be a whole number, got 2.5"]
 
 
 def test_a_block_with_a_missing_or_unknown_key_or_no_block_at_all_is_refused():
-    assert config_problems(_config("train=unet", "~train.elastic.grid")) == ["train.elastic.grid must be set"]
-    assert config_problems(_config("train=unet", "+train.border_weight.sigma=5")) == \
+    assert config_problems(job_config("train=unet", "~train.elastic.grid")) == ["train.elastic.grid must be set"]
+    assert config_problems(job_config("train=unet", "+train.border_weight.sigma=5")) == \
         ["train.border_weight must be null or {w0: ..., sigma_px: ...}; unknown key sigma"]
-    assert config_problems(_config("train.elastic=3")) == \
+    assert config_problems(job_config("train.elastic=3")) == \
         ["train.elastic must be null or {grid: ..., sigma_px: ...}, got 3"]
 
 
@@ -257,7 +246,7 @@ def test_a_tiny_unet_style_job_trains_with_both_and_finishes_ok(tmp_path, monkey
 
     monkeypatch.setattr(bench.data.transforms.ElasticDeformation, "__call__", counting_deform)
     monkeypatch.setattr(bench.border_loss.BorderWeightedCrossEntropy, "forward", counting_forward)
-    cfg = _config("train=unet", "mode=accuracy", "model=custom", "model.name=tiny_segmenter",
+    cfg = job_config("train=unet", "mode=accuracy", "model=custom", "model.name=tiny_segmenter",
                   "plugins=[tests.plugin_models]", "resolution=16x16", "threads=1",
                   "train.max_steps=2", "train.eval_every_steps=null", "dataset.sizes.train=2",
                   "dataset.sizes.val=2", "dataset.sizes.test=2", "measure.train_step=false",
