@@ -6,7 +6,7 @@ import torch
 from bench.jobspec import JobSpec
 from bench.measure.latency import TimingConfig
 from bench.measure.size import model_size
-from bench.profile import WindowOptions, adversary_fields, inference_part, profile_model
+from bench.profile import WindowOptions, inference_part, profile_model
 from bench.schema import SCHEMA_VERSION, ResultRow
 from models.adversarial import Adversary, AdversarialSegmentor
 from tests.test_train import CLASSES, IGNORE, TinySegmenter, job_config, one_thread  # noqa: F401 (autouse)
@@ -28,7 +28,7 @@ def test_inference_part_is_the_segmentor_and_other_models_are_whole():
     model = tiny_adversarial()
     assert inference_part(model) is model.segmentor
     plain = TinySegmenter()
-    assert inference_part(plain) is plain and adversary_fields(plain) == {}
+    assert inference_part(plain) is plain
 
 
 def test_profile_counts_the_segmentor_and_records_the_adversary_apart(tmp_path):

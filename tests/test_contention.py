@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.records import flatten
 from bench.measure.contention import (BUSY_THRESHOLD, ContentionWatch, gpu_contention,
                                       parse_proc_stat, parse_self_stat, wait_for_idle)
 
@@ -79,10 +80,10 @@ def test_busy_window_hand_computed(machine):
     assert (record.load_before, record.load_after) == (0.5, 2.5)
     assert record.busy is True
     assert "48%" in record.reason and "above" in record.reason
-    row = record.to_row()
-    assert set(row) == {"contention_other_cpu_fraction", "contention_other_cpu_seconds",
-                        "contention_steal_seconds", "contention_load_before",
-                        "contention_load_after", "contention_busy", "contention_note"}
+    row = flatten(record, "contention_")
+    assert set(row) == {"contention_window_seconds", "contention_other_cpu_fraction", "contention_other_cpu_seconds",
+                        "contention_steal_seconds", "contention_load_before", "contention_load_after",
+                        "contention_cpus", "contention_busy", "contention_note"}
     assert row["contention_busy"] is True
     assert row["contention_other_cpu_fraction"] == pytest.approx(0.475)
 
@@ -119,7 +120,7 @@ def test_missing_proc_is_unknown_with_reason(tmp_path):
     record = w.record
     assert record.busy is None and record.other_cpu_fraction is None
     assert record.reason.startswith("contention unknown: cannot read")
-    row = record.to_row()
+    row = flatten(record, "contention_")
     assert row["contention_busy"] is None
     assert row["contention_note"].startswith("contention unknown")
 

@@ -130,5 +130,5 @@ def test_cuda_training_step_reads_the_allocator_after_gradients_and_state_exist(
     # then the forward pass whose saved tensors are counted.
     assert fake_cuda.log[:5] == ["call", "synchronize", "reset", "call", "synchronize"]
     assert fake_cuda.log[5:] == ["call"] * 2 + ["synchronize"] + ["call"] * 3 + ["synchronize", "call"]
-    assert fields["train_activation_peak_mib"] == 3 and fields["train_memory_counter"] == memory.CUDA_COUNTER
-    assert fields["train_gradients_mib"] * MIB == (3 * 2 + 2) * 4 and fields["train_warmup_iters"] == 4
+    assert fields.activation_peak_mib == 3 and fields.memory_counter == memory.CUDA_COUNTER
+    assert fields.gradients_mib * MIB == (3 * 2 + 2) * 4 and fields.latency.warmup_iters == 4

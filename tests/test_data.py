@@ -115,7 +115,7 @@ def check_pairs(dataset, num_classes: int, ignore_index: int, resolution=RES) ->
 # ---- API -----------------------------------------------------------------------------------
 
 def test_registry_lists_datasets_and_rejects_unknown_names():
-    assert list_datasets() == ["camvid", "cityscapes", "folder", "synthetic", "voc"]
+    assert list_datasets() == ["camvid", "cityscapes", "folder", "kitti", "synthetic", "voc"]
     with pytest.raises(UnknownDatasetError, match="camvid.*cityscapes.*folder.*synthetic.*voc"):
         dataset_info({"name": "camvd"})
     with pytest.raises(ValueError, match="split"):

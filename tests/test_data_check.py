@@ -10,7 +10,7 @@ from bench.data import DatasetNotFoundError
 from bench.data.check import CACHE_NAME, check_split_files
 from bench.data.errors import BadDataFilesError
 from bench.data.synthetic import SyntheticStreetScenes
-from tests.conftest import Bench
+from tests.conftest import InProcess
 from tests.test_bad_input import QUICK_TRAINING, TINY
 from tests.test_data import RES, SYNTHETIC, make_folder, save_png
 
@@ -128,15 +128,15 @@ def test_generated_data_sets_read_only_their_first_sample(tmp_path, monkeypatch)
     assert sorted(loaded) == [("test", 0), ("train", 0), ("val", 0)]
 
 
-def test_an_accuracy_job_names_all_bad_files_before_training(bench: Bench, tmp_path):
+def test_an_accuracy_job_names_all_bad_files_before_training(in_process: InProcess, tmp_path):
     root = make_folder(tmp_path / "data", count=4, splits=SPLITS)
     bad = break_four(root)
-    result = bench(*TINY, *QUICK_TRAINING, f"resolution={RES[0]}x{RES[1]}", "dataset=folder",
-                   f"dataset.root={root}", "dataset.num_classes=3", "eval_split=test")
-    assert result.returncode == 1, result.stdout + result.stderr
-    [row] = bench.rows().rows
+    outcome = in_process(*TINY, *QUICK_TRAINING, f"resolution={RES[0]}x{RES[1]}", "dataset=folder",
+                         f"dataset.root={root}", "dataset.num_classes=3", "eval_split=test")
+    assert outcome.status == "error", outcome
+    [row] = in_process.rows().rows
     assert row.status == "error" and "BadDataFilesError" in row.error
     assert all(str(path) in row.error for path in bad), row.error
     trace = Path(row.traceback_file).read_text()
     assert "check_split_files" in trace and "train_model" not in trace  # failed before any training
-    assert (bench.results / "cache" / CACHE_NAME).is_file()  # the good files were remembered
+    assert (in_process.results / "cache" / CACHE_NAME).is_file()  # the good files were remembered

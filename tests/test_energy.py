@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.records import flatten
 from bench.measure.energy import (
     NVML_MISSING, EnergyRecord, NvmlCounter, RaplCounter, Unavailable, energy_counter,
     energy_record, measure_energy, nvml_counter, rapl_counter, rapl_package_zones, unwrapped_delta)
@@ -130,7 +131,7 @@ def test_zero_length_window_is_refused():
 
 
 def test_row_fields_are_prefixed():
-    row = energy_record("fake", 10.0, 1.0, 30.0, 1.5, 3, 2).to_row()
+    row = flatten(energy_record("fake", 10.0, 1.0, 30.0, 1.5, 3, 2), "energy_")
     assert list(row) == [
         "energy_available", "energy_unavailable_reason", "energy_method", "energy_window_seconds",
         "energy_calls", "energy_images", "energy_joules_total", "energy_joules_per_image",
@@ -148,7 +149,7 @@ def test_no_powercap_tree_is_unavailable_and_fn_is_not_called(tmp_path):
     def fn():
         raise AssertionError("fn must not run without a counter")
 
-    row = measure_energy(fn, counter, 1.0, 1.0, 1, clock=fn, sleep=fn).to_row()
+    row = flatten(measure_energy(fn, counter, 1.0, 1.0, 1, clock=fn, sleep=fn), "energy_")
     assert row["energy_available"] is False
     assert row["energy_unavailable_reason"] == counter.reason
     assert row["energy_joules_per_image"] is None

@@ -4,7 +4,7 @@ other figure and stays ok. Out of memory is the job's, never one instrument's.""
 import pytest
 from torch import nn
 
-from bench import profile
+from bench.instruments import builtin
 from bench.jobspec import JobSpec
 from bench.profile import profile_model
 from bench.report.frame import rows_to_frame
@@ -51,7 +51,7 @@ def test_out_of_memory_in_an_instrument_is_the_jobs(tmp_path, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise MemoryError("no room for the gradients")
 
-    monkeypatch.setattr(profile, "measure_training_step", out_of_memory)
+    monkeypatch.setattr(builtin, "measure_training_step", out_of_memory)
     with pytest.raises(MemoryError):     # the job's oom_policy (halve the batch) decides, not the row
         _profile(tmp_path)
 

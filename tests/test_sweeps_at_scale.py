@@ -1,5 +1,6 @@
 """Many workers on one results directory, unwritable and full disks, Ctrl-C, and validation
-before any work: each case as a user meets it, through the CLI where the CLI is what they see."""
+before any work: each case as a user meets it, through the CLI where the CLI is what they see
+(exit codes, the last line printed, launchers, signals, several workers), else in-process."""
 import errno
 import json
 import logging
@@ -11,12 +12,11 @@ import time
 from collections import Counter
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from bench import atomic, lease
-from bench.runner import run_job
-from bench.schema import ResultRow
-from tests.conftest import FAST_TIMING, ROOT, Bench
+from bench.jobspec import job_key
+from bench.schema import FAILED_STATUSES, ResultRow
+from tests.conftest import FAST_TIMING, ROOT, Bench, InProcess
 
 TINY = ["model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]"]
 #: Six accuracy jobs that each train a little while (two 0.2 s steps), so workers overlap.
@@ -93,16 +93,14 @@ def test_a_held_lease_keeps_its_heartbeat(tmp_path):
     held.release()
 
 
-def test_a_job_another_worker_holds_is_left_to_it(bench: Bench):
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        # As the CLI call below composes it (FAST_TIMING switches an instrument off: part of the key).
-        cfg = compose("config", [*FAST_TIMING, *TINY, "resolution=16x16", f"results_dir={bench.results}"])
-    from bench.jobspec import job_key
-    held = lease.claim(bench.results, job_key(cfg), 600, 30)
-    result = bench(*TINY, "resolution=16x16")
+def test_a_job_another_worker_holds_is_left_to_it(in_process: InProcess, caplog):
+    caplog.set_level(logging.INFO)
+    held = lease.claim(in_process.results, job_key(in_process.config(*TINY, "resolution=16x16")), 600, 30)
+    outcome = in_process(*TINY, "resolution=16x16")
     held.release()
-    assert result.returncode == 0 and "[claimed]" in result.stdout and f"pid {os.getpid()}" in result.stdout
-    assert bench.rows().rows == []
+    assert outcome.status == "claimed" and outcome.status not in FAILED_STATUSES   # the CLI exits 0
+    assert "[claimed]" in caplog.text and f"pid {os.getpid()}" in caplog.text      # who holds it, on the console
+    assert in_process.rows().rows == []
 
 
 def test_an_unwritable_results_directory_stops_before_any_job(bench: Bench, tmp_path):
@@ -116,7 +114,8 @@ def test_an_unwritable_results_directory_stops_before_any_job(bench: Bench, tmp_
                      f"Not a directory: '{not_a_directory / 'results' / 'rows'}'"]
 
 
-def test_a_full_disk_at_the_row_keeps_the_measurement_in_an_error_line(tmp_path, monkeypatch, caplog):
+def test_a_full_disk_at_the_row_keeps_the_measurement_in_an_error_line(in_process: InProcess, tmp_path, monkeypatch,
+                                                                        caplog):
     """A stand-in for a disk that fills up during the job: the row file gets 100 bytes, then ENOSPC."""
     def full_disk(partial):
         partial.write_text("x" * 100)
@@ -125,9 +124,7 @@ def test_a_full_disk_at_the_row_keeps_the_measurement_in_an_error_line(tmp_path,
     real_write = atomic.atomic_write
     monkeypatch.setattr(atomic, "atomic_write", lambda path, write: real_write(
         path, full_disk if path.suffix == ".json" else write))
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        cfg = compose("config", [*TINY, *FAST_TIMING, "resolution=16x16", f"results_dir={tmp_path / 'results'}"])
-    outcome = run_job(cfg, tmp_path / "run")
+    outcome = in_process(*TINY, "resolution=16x16")
     assert outcome.status == "unsaved" and "No space left on device" in outcome.error
     [record] = [r for r in caplog.records if r.getMessage().startswith("[unsaved]")]
     assert record.levelno == logging.ERROR                # stderr, and the job's log file where it can
@@ -171,7 +168,8 @@ def test_ctrl_c_records_the_running_job_prints_the_summary_and_exits_130(bench: 
     assert not list(bench.results.glob("leases/*"))
 
 
-def test_cpu_allocation_failure_is_oom_and_halving_the_batch_applies(bench: Bench):
+def test_cpu_allocation_failure_is_oom_and_halving_the_batch_applies(bench: Bench, in_process: InProcess):
+    """Also the CLI's exit code and last line for a failed single job (the other jobs run in-process)."""
     injector = ["model=custom", "model.name=fault_injector", "plugins=[tests.plugin_models]",
                 "+model.oom_above_batch=1", "+model.real_cpu_oom=true", "batch_size=4", "resolution=16x16"]
     failed = bench(*injector)
@@ -180,47 +178,50 @@ def test_cpu_allocation_failure_is_oom_and_halving_the_batch_applies(bench: Benc
     assert row.status == "oom" and "DefaultCPUAllocator: can't allocate memory" in row.error
     assert failed.stderr.splitlines()[-1].startswith("[oom] RuntimeError")  # the last line says why
 
-    halved = bench(*injector, "oom_policy=halve")
-    assert halved.returncode == 0, halved.stdout + halved.stderr
-    ok = [r for r in bench.rows().rows if r.status == "ok"]
+    assert in_process.results == bench.results                                 # the same directory
+    halved = in_process(*injector, "oom_policy=halve")
+    assert halved.status == "ok", halved.error
+    ok = [r for r in in_process.rows().rows if r.status == "ok"]
     assert len(ok) == 1 and ok[0].batch_size == 4 and ok[0].batch_size_used == 1
 
 
-def test_every_invalid_value_is_reported_at_once_before_any_work(bench: Bench):
-    result = bench(*TINY, "resolution=16x16", "threads=0", "train.lr=nan", "mode=accuracy")
-    assert result.returncode == 1
-    assert "2 invalid values" in result.stderr
-    assert "threads must be at least 1, got 0" in result.stderr
-    assert "train.lr must be a number, got nan" in result.stderr
-    assert "Traceback" not in result.stderr and bench.rows().rows == []
+def test_every_invalid_value_is_reported_at_once_before_any_work(in_process: InProcess):
+    outcome = in_process(*TINY, "resolution=16x16", "threads=0", "train.lr=nan", "mode=accuracy")
+    assert outcome.status == "invalid" and outcome.status in FAILED_STATUSES   # the CLI exits 1
+    assert "2 invalid values" in outcome.error
+    assert "threads must be at least 1, got 0" in outcome.error
+    assert "train.lr must be a number, got nan" in outcome.error
+    assert in_process.rows().rows == []
 
 
 def test_an_unknown_eval_split_is_refused_before_training(bench: Bench):
+    """The CLI's exit code and last line for an invalid single job, with no traceback."""
     result = bench(*TINY, "resolution=16x16", "mode=accuracy", "eval_split=bogus")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == ("[invalid] unknown eval_split 'bogus'; choose one of "
                                               "train, val, test")
+    assert "Traceback" not in result.stderr
     assert not list(bench.results.rglob("checkpoint.pt")) and bench.rows().rows == []
 
 
-def test_a_missing_validation_split_fails_before_training(bench: Bench, tmp_path):
+def test_a_missing_validation_split_fails_before_training(in_process: InProcess, tmp_path):
     from tests.test_data import make_camvid
     root = make_camvid(tmp_path / "CamVid")
     (root / "val" / "0001TP_000001.png").unlink()
-    result = bench(*TINY, "resolution=16x16", "mode=accuracy", "dataset=camvid", f"dataset.root={root}",
-                   "train.max_steps=1000", "train.batch_size=1")
-    assert result.returncode == 1
-    [row] = bench.rows().rows
+    outcome = in_process(*TINY, "resolution=16x16", "mode=accuracy", "dataset=camvid", f"dataset.root={root}",
+                         "train.max_steps=1000", "train.batch_size=1")
+    assert outcome.status == "error"
+    [row] = in_process.rows().rows
     assert row.status == "error" and "1 file(s) of the val split are missing" in row.error
     assert row.train_steps is None
-    assert not list(bench.results.rglob("checkpoint.pt"))
+    assert not list(in_process.results.rglob("checkpoint.pt"))
 
 
-def test_default_threads_are_explicit_so_launchers_agree(bench: Bench):
+def test_default_threads_are_explicit_so_launchers_agree(bench: Bench, in_process: InProcess):
     """joblib's workers start torch with one thread; ``threads=null`` must not follow that."""
     parallel = bench(*TINY, "resolution=16x16", "hydra/launcher=local_parallel", multirun=True)
     assert parallel.returncode == 0, parallel.stdout + parallel.stderr
     [row] = bench.rows().rows
     assert row.threads == len(os.sched_getaffinity(0)) and row.config["threads"] is None
-    default = bench(*TINY, "resolution=16x16")
-    assert default.returncode == 0 and "[skipped]" in default.stdout  # the same grid point
+    assert in_process.results == bench.results
+    assert in_process(*TINY, "resolution=16x16").status == "skipped"  # the same grid point, run without a launcher

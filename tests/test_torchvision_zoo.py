@@ -18,16 +18,12 @@ from models import create_model, list_models, register_model
 from models.registry import _BUILDERS
 from bench.report.contenders import TORCHVISION_MODELS
 from models.torchvision_zoo import CONTENDERS, has_aux_head
-from tests.conftest import Bench
+from tests.conftest import InProcess, meta_model, param_count
 
 VOC = 21
 MOBILE = ["deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"]
 RESNET = ["fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101"]
 WITH_AUX = [name for name in CONTENDERS if has_aux_head(name)]
-
-
-def count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def test_every_torchvision_segmentation_model_is_registered():
@@ -49,20 +45,20 @@ def test_mobile_models_return_input_size_logits(name):
 @pytest.mark.parametrize("name", RESNET)
 def test_resnet_models_build_with_num_classes(name):
     """No forward pass (seconds on CPU): the classifier's last conv has num_classes outputs."""
-    model = create_model(name, num_classes=5)
+    model = meta_model(name, num_classes=5)
     assert model.classifier[-1].out_channels == 5 and model.aux_classifier is None
 
 
 @pytest.mark.parametrize("name", WITH_AUX)
 def test_aux_adds_exactly_the_aux_head(name):
-    without, with_aux = create_model(name, num_classes=7), create_model(name, num_classes=7, aux=True)
-    assert count(with_aux) - count(without) == count(with_aux.aux_classifier) > 0
+    without, with_aux = meta_model(name, num_classes=7), meta_model(name, num_classes=7, aux=True)
+    assert param_count(with_aux) - param_count(without) == param_count(with_aux.aux_classifier) > 0
 
 
 @pytest.mark.parametrize("name", [*WITH_AUX, "lraspp_mobilenet_v3_large"])
 def test_params_equal_the_metadata_num_params_at_21_classes(name):
-    model = create_model(name, num_classes=VOC, aux=has_aux_head(name))
-    assert count(model) == CONTENDERS[name][1].meta["num_params"]
+    model = meta_model(name, num_classes=VOC, aux=has_aux_head(name))
+    assert param_count(model) == CONTENDERS[name][1].meta["num_params"]
 
 
 def test_aux_output_is_computed_but_only_out_returned():
@@ -110,14 +106,14 @@ def test_pretrained_loads_the_cached_weights_without_the_aux_head(tmp_path, monk
 DICT_PLUGIN = ["model=custom", "model.name=dict_segmenter", "plugins=[tests.plugin_models]"]
 
 
-def test_dict_returning_plugin_is_profiled_end_to_end(bench: Bench):
+def test_dict_returning_plugin_is_profiled_end_to_end(in_process: InProcess):
     """Registered with a positional name; profiled, its training step timed, exported to ONNX."""
-    result = bench(*DICT_PLUGIN, "resolution=40x56", "threads=1")
-    assert result.returncode == 0, result.stdout + result.stderr
-    onnx = bench(*DICT_PLUGIN, "resolution=40x56", "threads=1", "backend=onnxruntime",
-                 "measure.train_step=false")
-    assert onnx.returncode == 0, onnx.stdout + onnx.stderr
-    eager, exported = sorted(bench.rows().rows, key=lambda r: r.backend != "eager")
+    result = in_process(*DICT_PLUGIN, "resolution=40x56", "threads=1")
+    assert result.status == "ok", result.error
+    onnx = in_process(*DICT_PLUGIN, "resolution=40x56", "threads=1", "backend=onnxruntime",
+                      "measure.train_step=false")
+    assert onnx.status == "ok", onnx.error
+    eager, exported = sorted(in_process.rows().rows, key=lambda r: r.backend != "eager")
     assert eager.status == exported.status == "ok", (eager.error, exported.error)
     # The same convs as tiny_segmenter: the "aux" entry is dropped, "out" is the logits.
     assert eager.flops_per_image == 2 * 40 * 56 * (8 * 27 + 11 * 8)

@@ -10,7 +10,6 @@ from torch import nn
 
 from bench.jobspec import JobSpec
 from bench.updates import Precision, SupervisedStep
-from conftest import run_bench
 from test_train import TinySegmenter, job_config
 
 TINY = ["model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]", "resolution=16x16"]
@@ -58,10 +57,10 @@ def test_the_cuda_path_uses_cuda_autocast_and_a_cuda_gradient_scaler(monkeypatch
 
 
 @pytest.mark.parametrize("mode", ["profile", "accuracy"])
-def test_rows_record_the_training_precision(bench, mode):
-    result = bench(*TINY, f"mode={mode}", "precision=bf16", "channels_last=true", "train.max_steps=2",
-                   "dataset.sizes.train=4", "dataset.sizes.val=2")
-    assert result.returncode == 0, result.stderr[-2000:]
-    row, = bench.rows().rows
+def test_rows_record_the_training_precision(in_process, mode):
+    outcome = in_process(*TINY, f"mode={mode}", "precision=bf16", "channels_last=true", "train.max_steps=2",
+                         "dataset.sizes.train=4", "dataset.sizes.val=2")
+    assert outcome.status == "ok", outcome.error
+    row, = in_process.rows().rows
     assert row.status == "ok" and row.precision == "bf16" and row.train_precision == "bf16"
     assert row.train_latency_ms_median > 0   # the training step is measured at bf16 too

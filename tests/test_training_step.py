@@ -7,6 +7,7 @@ from torch import nn
 from bench.measure.latency import TimingConfig
 from bench.measure.size import MIB
 from bench.measure.training import measure_training_step, saved_for_backward_bytes, training_batch
+from bench.records import flatten
 
 FLOAT32, INT64 = 4, 8
 FAST = TimingConfig(warmup_iters=1, min_run_time=0.0, min_iters=2, max_iters=2)
@@ -44,7 +45,7 @@ def test_training_step_reports_weights_gradients_and_optimizer_state(optimizer, 
     net = _small_net()
     batch = training_batch(1, 3, 16, 16, num_classes=2, ignore_index=255, device=CPU)
     before = [p.detach().clone() for p in net.parameters()]
-    fields = measure_training_step(net, _train_cfg(optimizer=optimizer), batch, 2, 255, CPU, FAST)
+    fields = flatten(measure_training_step(net, _train_cfg(optimizer=optimizer), batch, 2, 255, CPU, FAST), "train_")
     param_bytes = sum(p.numel() for p in net.parameters()) * FLOAT32
     assert fields["train_weights_mib"] * MIB == param_bytes
     assert fields["train_gradients_mib"] * MIB == param_bytes
