@@ -34,7 +34,7 @@ report: setup
 	$(PY) -m bench.report $(REPORT_ARGS)
 
 test: setup
-	$(PY) -m pytest -q --benchmark-disable -m "not slow"
+	$(PY) -m pytest -q -n auto --dist worksteal --benchmark-disable -m "not slow"
 
 test-all: setup  # includes the slow 360x480 model checks that faster tests already cover
 	$(PY) -m pytest -q --benchmark-disable

@@ -47,6 +47,7 @@ def test_training_step_can_be_left_out(in_process: InProcess):
     assert row.latency_ms_median > 0 and row.train_latency_ms_median is None and row.saved_for_backward_mib is None
 
 
+@pytest.mark.slow   # U-Net's layers and training are covered faster in test_models_dense_unet and test_train
 def test_unet_profiles_end_to_end(in_process: InProcess):
     # 32x32, not 128x128: the same 31 M-parameter net through every stage (its four poolings need 16x16);
     # what remains is mostly the training step's backward pass and Adam update, whatever the size.

@@ -11,7 +11,12 @@ import models
 SIZE = 64
 
 
-@pytest.mark.parametrize("name", models.list_models())
+#: 256 M parameters, seconds per forward pass; its shapes are checked on the meta device in the default run.
+SLOW = {"fcdensenet103_upsample_all"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+                                  for name in models.list_models()])
 def test_forward(benchmark, name):
     torch.manual_seed(0)
     model = models.create_model(name, num_classes=11).eval()

@@ -43,9 +43,14 @@ def test_headline_folds_repeats_into_one_line_with_an_interval():
 
 @pytest.fixture()
 def many(tmp_path):
+    """120 row files: six models at two resolutions over ten seeds (the figures stay cheap to draw)."""
     store = ResultStore(tmp_path)
-    for i in range(120):
-        store.write(make_row(f"model{i % 6}", 96 + 8 * (i // 6), 128, miou=0.3 + 0.001 * i))
+    for seed in range(10):
+        for m in range(6):
+            for height, width in [(96, 128), (192, 256)]:
+                row = make_row(f"model{m}", height, width, miou=0.3 + 0.01 * m + 0.001 * seed, seed=seed)
+                row.job_key, row.repeat_key = f"{row.job_key}-s{seed}", f"model{m}-{height}x{width}"
+                store.write(row)
     return tmp_path
 
 
