@@ -14,6 +14,11 @@ class ConfigError(ValueError):
     """A configuration value that cannot name a job; the message says what is accepted."""
 
 
+class UnofferedError(ConfigError):
+    """Valid values that one backend does not offer together (backend=eager precision=int8).
+    Alone it is an error; in a sweep that crosses those axes it is a combination to leave out."""
+
+
 def parse_resolution(value: Any) -> tuple[int, int]:
     """``"360x480"`` (height x width), ``"256"`` or 256 (square), or (height, width) -> (height, width)."""
     if isinstance(value, (tuple, list)) and len(value) == 2:

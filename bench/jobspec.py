@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.backends import UnknownBackendError, get_backend
 from bench.config_schema import Bound, bounds
-from bench.grid import SPLITS, ConfigError, parse_resolution
+from bench.grid import SPLITS, ConfigError, UnofferedError, parse_resolution
 from bench.paths import safe_name
 from bench.scenarios import SCENARIOS
 from bench.schedule import SCHEDULES
@@ -301,8 +301,24 @@ def _backend(cfg: DictConfig) -> str:
                           f"backend=eager, or scenario=latency with backend={backend}")
     problems = get_backend(backend).problems(cfg.precision, bool(cfg.channels_last))
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise UnofferedError("; ".join(problems))
     return backend
+
+
+#: The axes whose values one backend may not offer together (Backend.problems).
+DEPLOYMENT_AXES = ("backend", "precision", "channels_last")
+
+
+def backend_refusal(cfg: DictConfig) -> str | None:
+    """Why the job's backend does not offer its precision or layout (None: it does, or the
+    config fails for another reason, which config_problems reports)."""
+    try:
+        _backend(cfg)
+    except UnofferedError as exc:
+        return str(exc)
+    except ConfigError:
+        return None
+    return None
 
 
 def _key(cfg: DictConfig, with_seed: bool) -> str:

@@ -10,6 +10,7 @@ named before the first job starts.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -18,7 +19,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from bench.grid import parse_resolution
-from bench.jobspec import config_problems
+from bench.jobspec import DEPLOYMENT_AXES, backend_refusal, config_problems
+
+log = logging.getLogger(__name__)
 
 
 class SweepInvalidError(ValueError):
@@ -55,18 +58,27 @@ def _varying(jobs: list[list[str]]) -> set[str]:
     return {key for key, seen in values.items() if len(seen) > 1}
 
 
-def sweep_problems(config: DictConfig, jobs: list[list[str]]) -> list[str]:
-    """Every invalid value of every job, then every bad data file the valid jobs would read."""
+def sweep_problems(config: DictConfig, jobs: list[list[str]]) -> tuple[list[str], list[str]]:
+    """Every invalid value of every job, then every bad data file the valid jobs would read; and,
+    apart, the jobs left out because their backend does not offer their precision or layout
+    (only where the sweep crosses those axes: ``backend=eager,onnxruntime precision=fp32,int8``
+    means the combinations that exist, while ``backend=eager precision=int8`` alone is a mistake)."""
     from bench.data.check import check_split_files  # imports torch: only once there is a sweep
 
     loader = GlobalHydra.instance().config_loader()
     varying = _varying(jobs)
+    crosses_deployments = bool(varying & set(DEPLOYMENT_AXES))
     problems: list[str] = []
+    unoffered: list[str] = []
     reads: dict[str, tuple[DictConfig, tuple[int, int], Path, set[str]]] = {}
     for number, overrides in enumerate(jobs):
         job = loader.load_sweep_config(config, list(overrides))
         label = " ".join(o for o in overrides if o.partition("=")[0] in varying) or "the only job"
         found = config_problems(job)
+        refusal = backend_refusal(job) if crosses_deployments else None
+        if refusal is not None and found == [refusal]:
+            unoffered.append(f"job {number} ({label}): {refusal}")
+            continue
         problems += [f"job {number} ({label}): {problem}" for problem in found]
         if found or not splits_read(job):
             continue
@@ -81,12 +93,16 @@ def sweep_problems(config: DictConfig, jobs: list[list[str]]) -> list[str]:
             check_split_files(dataset, splits, resolution, cache_dir)
         except (OSError, ValueError) as exc:  # missing, undecodable or mislabelled files
             problems.append(str(exc))
-    return problems
+    return problems, unoffered
 
 
 def check_sweep(config: DictConfig, jobs: list[list[str]] | None) -> None:
-    """Raise SweepInvalidError naming every problem of ``jobs`` (``sweep_overrides``)."""
-    problems = sweep_problems(config, jobs) if jobs else []
+    """Raise SweepInvalidError naming every problem of ``jobs`` (``sweep_overrides``); name the
+    combinations the backends do not offer, which the sweep leaves out (status ``unoffered``)."""
+    problems, unoffered = sweep_problems(config, jobs) if jobs else ([], [])
     if problems:
         raise SweepInvalidError(f"{len(problems)} problem(s) found before any job ran; fix them and run "
                                 "again:\n" + "\n".join(f"  - {problem}" for problem in problems))
+    if unoffered:
+        log.warning(f"{len(unoffered)} combination(s) left out, as their backend does not offer them:\n"
+                    + "\n".join(f"  - {line}" for line in unoffered))

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench.checkpoint import STATE_NAME
@@ -32,7 +34,7 @@ from bench.devices import DeviceUnavailableError, resolve_device
 from bench.environment import device_name, environment
 from bench.formatting import format_ms
 from bench.instruments import plugin_columns
-from bench.jobspec import ConfigError, JobSpec, default_threads, job_key, repeat_key
+from bench.jobspec import ConfigError, JobSpec, backend_refusal, default_threads, job_key, repeat_key
 from bench.lease import Lease, claim, holds, other_workers_here
 from bench.measure.latency import TimingConfig
 from bench.paths import inside
@@ -49,7 +51,8 @@ log = logging.getLogger(__name__)
 class JobOutcome:
     job_key: str
     # a row status; or "skipped" (an ok row existed), "claimed" (another worker runs it),
-    # "invalid" (bad config), "unsaved" (measured, but the row could not be written)
+    # "invalid" (bad config), "unoffered" (in a sweep, a combination its backend does not offer),
+    # "unsaved" (measured, but the row could not be written)
     status: str
     row_file: str = ""
     error: str = ""
@@ -372,15 +375,25 @@ def _write_outcome(run_dir: Path, outcome: JobOutcome) -> None:
                     f"({describe_os_error(exc)}); the sweep summary will not count this job")
 
 
+def _in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def run_job(cfg: DictConfig, run_dir: Path) -> JobOutcome:
     """Validate, resume check, claim, run (in-process or isolated), store the row, write the outcome."""
     store = ResultStore(cfg.results_dir)
     try:
         key = job_key(cfg)  # validates the whole config first: every invalid value, at once
     except ConfigError as exc:
-        # No grid point to name, so no row: the outcome marker still makes the sweep fail.
-        outcome = JobOutcome("", "invalid", error=str(exc))
-        log.error(f"[invalid] {exc}")
+        # No grid point to name, so no row. A sweep's combination the backend does not offer was
+        # named before the sweep began (bench/preflight.py) and is left out; anything else is
+        # invalid, and the outcome marker makes the sweep fail.
+        if _in_sweep() and backend_refusal(cfg) == str(exc):
+            outcome = JobOutcome("", "unoffered", error=str(exc))
+            log.info(f"[unoffered] {exc}")
+        else:
+            outcome = JobOutcome("", "invalid", error=str(exc))
+            log.error(f"[invalid] {exc}")
     else:
         try:
             outcome = _run_or_skip(cfg, key, run_dir, store)

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from bench.jobspec import ConfigError, config_problems, job_key
 from bench.runner import run_job
 from bench.store import ResultStore
-from tests.conftest import FAST_TIMING, ROOT
+from tests.conftest import FAST_TIMING, ROOT, Bench
 
 TINY = ["model=fcn_basic", "resolution=32x32", "threads=1", "measure.train_step=false", "measure.energy=false",
         "dataset.sizes.train=4", "dataset.sizes.val=4", "parity.accuracy_images=4", *FAST_TIMING]
@@ -49,6 +49,19 @@ def test_a_backend_without_int8_refuses_it_before_any_work(tmp_path, backend):
     assert any(f"backend={backend} does not offer: use backend=onnxruntime" in p for p in problems), problems
     with pytest.raises(ConfigError, match="does not offer"):
         job_key(_config(tmp_path, f"backend={backend}", "precision=int8"))
+
+
+def test_a_sweep_across_precisions_leaves_out_what_a_backend_does_not_offer_and_runs_the_rest(bench: Bench):
+    """``backend=... precision=fp32,int8`` means the combinations that exist; alone, eager int8 is refused."""
+    result = bench("model=custom", "model.name=tiny_segmenter", "plugins=[tests.plugin_models]", "resolution=16x16",
+                   "measure.train_step=false", "backend=eager", "precision=fp32,int8", multirun=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 combination(s) left out, as their backend does not offer them" in result.stdout
+    assert "(precision=int8): precision=int8 is a quantized deployment that backend=eager does not offer" \
+        in result.stdout
+    assert "sweep finished: 2 jobs: 1 ok, 1 unoffered" in result.stdout
+    [row] = bench.rows().rows
+    assert row.precision == "fp32" and row.status == "ok"
 
 
 def test_trained_int8_is_judged_by_the_accuracy_gate(tmp_path):

@@ -83,6 +83,16 @@ def test_a_field_of_another_type_or_an_unknown_schema_is_no_row(change, reason):
     assert row.latency_ms_median == 2 and row.checkpoint is None
 
 
+def test_a_row_written_before_the_instruments_reads_with_their_new_columns_empty():
+    """Schema 7 added columns the instruments' records hold; a schema 6 file lacks them."""
+    added = ["train_timer", "contention_window_seconds", "contention_cpus"]
+    old = {k: v for k, v in make_row("fcn8s").to_dict().items() if k not in added}
+    row = ResultRow.from_dict({**old, "schema_version": 6})
+    assert row.schema_version == 6 and row.extra == {}
+    assert row.train_timer == "" and row.contention_window_seconds is None and row.contention_cpus is None
+    assert row.latency_ms_median == old["latency_ms_median"]
+
+
 MODEL, CLASS = "<b>x</b>|y", "=cmd|' /C calc'!A0"
 
 
