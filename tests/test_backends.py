@@ -194,9 +194,20 @@ def test_best_deployment_is_the_fastest_backend_that_passed_parity():
     assert len(table) == 1
     line = table.iloc[0]
     assert line["fastest faithful deployment"] == "onnxruntime fp32"
-    assert line["speed-up over eager fp32"] == "2.50x"
+    assert line["speed-up over eager fp32 [95% CI]"] == "2.50x (no interval: under 5 raw times a side)"
     assert line["GFLOP/s (of peak)"] == "50 (25%)"
     assert "compile fp32: mismatch" in line["all variants"]
+
+
+def test_the_speed_up_has_an_interval_from_both_rows_raw_calls():
+    eager_calls = [10.0 + 0.1 * (i % 5) for i in range(30)]        # median 10.2
+    onnx_calls = [call / 2.5 for call in eager_calls]              # every call 2.5 times faster
+    rows = [_row("eager", "ok", 10.2, latency_times_ms=eager_calls),
+            _row("onnxruntime", "ok", 4.08, latency_times_ms=onnx_calls, parity_argmax_agreement=1.0)]
+    [speed_up] = best_deployment_table(rows_to_frame(rows))["speed-up over eager fp32 [95% CI]"]
+    ratio, interval = speed_up.split(" ", 1)
+    low, high = (float(x) for x in interval.strip("[]").split(", "))
+    assert ratio == "2.50x" and low <= 2.5 <= high and high - low < 0.1
 
 
 def test_a_mismatch_is_recorded_with_its_figures_and_does_not_fail_the_sweep(in_process: InProcess):

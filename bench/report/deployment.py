@@ -1,13 +1,17 @@
 """The best deployment of each architecture: per model, device, threads, resolution and batch, the fastest
 backend/precision/layout whose predictions matched eager's (``status=ok``: parity on a random input
 and, with trained weights, the accuracy gate on validation images), its speed-up over eager fp32
-and the share of fp32 eager's mIoU it kept; and a figure of latency per backend per model."""
+with a 95% interval from both rows' raw per-call times, and the share of fp32 eager's mIoU it kept;
+and a figure of latency per backend per model."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.compare import MIN_CALLS, ratio_test
 from bench.report.tables import fmt
 
 #: One deployment question: these are fixed, the backend, precision and layout vary.
@@ -53,12 +57,13 @@ def best_deployment_table(current: pd.DataFrame) -> pd.DataFrame:
         eager = faithful[(faithful["backend"] == "eager") & (faithful["precision"] == "fp32")
                          & ~faithful["channels_last"].astype(bool)]
         eager_ms = eager["latency_ms_median"].iloc[0] if len(eager) else np.nan
+        eager_times = eager["latency_times_ms"].iloc[0] if len(eager) else ""
         lines.append({
             **names,
             "fastest faithful deployment": _variant(best),
             "latency/batch ms, median": fmt(best["latency_ms_median"]),
             "eager fp32 ms": fmt(eager_ms),
-            "speed-up over eager fp32": fmt(eager_ms / best["latency_ms_median"], "{:.2f}x"),
+            SPEED_UP: _speed_up(eager_ms, eager_times, best),
             "max abs logit diff": fmt(best["parity_max_abs_diff"], "{:.1e}"),
             "argmax agreement": fmt(best["parity_argmax_agreement"], "{:.4%}"),
             "accuracy kept (gate)": _gate(best),
@@ -66,6 +71,24 @@ def best_deployment_table(current: pd.DataFrame) -> pd.DataFrame:
             "all variants": _compared(group),
         })
     return pd.DataFrame(lines)
+
+
+#: The speed-up's interval: bench.compare's bootstrap of the ratio of medians over both rows' raw calls.
+SPEED_UP = "speed-up over eager fp32 [95% CI]"
+
+
+def _speed_up(eager_ms: float, eager_times: str, best) -> str:
+    """eager fp32's median latency over the deployment's, with the interval ``bench.compare`` gives
+    the same ratio from both rows' raw per-call times (JSON text in the frame)."""
+    test = ratio_test(_times(best["latency_times_ms"]), _times(eager_times))
+    if test is None:
+        ratio = fmt(eager_ms / best["latency_ms_median"], "{:.2f}x")
+        return f"{ratio} (no interval: under {MIN_CALLS} raw times a side)" if ratio else ""
+    return f"{test.ratio:.2f}x [{test.low:.2f}, {test.high:.2f}]"
+
+
+def _times(text: str) -> list[float]:
+    return json.loads(text) if text else []
 
 
 def _gate(row) -> str:
