@@ -161,8 +161,8 @@ def report_body(everything, current, unreadable, tables, top, picks, config, cla
         "one backend, precision or layout: the fastest whose logits passed the parity check "
         "against eager (argmax agreement at least <code>parity.min_argmax_agreement</code>), and "
         "its speed-up over eager fp32, the ratio of medians with a 95% percentile-bootstrap interval "
-        "from both rows' raw per-call times (as <code>python -m bench.compare</code> gives it). GFLOP/s is the model's FLOPs over the median latency; the "
-        "percentage is of the machine's measured matmul peak.</p>"
+        "from both rows' raw per-call times (as <code>python -m bench.compare</code> gives it). "
+        "GFLOP/s is the model's FLOPs over the median latency; the percentage is of the machine's measured matmul peak.</p>"
         + html.table_html(tables["Best deployment"]),
         f"<h2>{html.esc(accuracy_heading(current))}</h2><p>One line per configuration: its seeds' "
         "mean ± standard deviation, the 95% t interval of the mean and n; the training budget and "

@@ -9,10 +9,9 @@ head and resolution), below the table where it does not.
 """
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
+from bench.report.frame import json_value
 from bench.report.tables import fmt
 
 #: The names ``models.torchvision_zoo`` registers, here without importing torch (seconds); a test
@@ -59,7 +58,7 @@ def contenders_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
     used = ["model", "pixels", "model_kwargs", "resolution", "num_classes", "params_total", "gflops_per_image"]
     for row in rows[used].sort_values(["model", "pixels"]).itertuples():
         meta = published["torchvision_weights"][row.model]
-        aux = bool(json.loads(row.model_kwargs or "{}").get("aux", False))
+        aux = bool(json_value(row.model_kwargs, {}).get("aux", False))
         published_gflops = 2 * meta["ops"]
         at_published_size = row.resolution == PUBLISHED_RESOLUTION
         records.append({

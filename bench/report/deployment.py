@@ -5,13 +5,12 @@ with a 95% interval from both rows' raw per-call times, and the share of fp32 ea
 and a figure of latency per backend per model."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.compare import MIN_CALLS, ratio_test
+from bench.report.frame import json_value
 from bench.report.tables import fmt
 
 #: One deployment question: these are fixed, the backend, precision and layout vary.
@@ -80,15 +79,11 @@ SPEED_UP = "speed-up over eager fp32 [95% CI]"
 def _speed_up(eager_ms: float, eager_times: str, best) -> str:
     """eager fp32's median latency over the deployment's, with the interval ``bench.compare`` gives
     the same ratio from both rows' raw per-call times (JSON text in the frame)."""
-    test = ratio_test(_times(best["latency_times_ms"]), _times(eager_times))
+    test = ratio_test(json_value(best["latency_times_ms"], []), json_value(eager_times, []))
     if test is None:
         ratio = fmt(eager_ms / best["latency_ms_median"], "{:.2f}x")
         return f"{ratio} (no interval: under {MIN_CALLS} raw times a side)" if ratio else ""
     return f"{test.ratio:.2f}x [{test.low:.2f}, {test.high:.2f}]"
-
-
-def _times(text: str) -> list[float]:
-    return json.loads(text) if text else []
 
 
 def _gate(row) -> str:

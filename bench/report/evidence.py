@@ -17,12 +17,12 @@ than none.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
 
 from bench.curve import last_quarter_gain
+from bench.report.frame import json_value
 from bench.report.repeats import spread
 
 INCONCLUSIVE = "inconclusive"
@@ -46,7 +46,7 @@ class EvidenceBar:
 def _curve(value) -> list[dict]:
     """A row's learning curve, as stored in a frame (JSON text) or as a list."""
     if isinstance(value, str):
-        return json.loads(value) if value else []
+        return json_value(value, [])
     return list(value) if isinstance(value, list) else []
 
 

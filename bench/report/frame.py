@@ -45,6 +45,11 @@ def _json_text(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode() if value else ""
 
 
+def json_value(text: str, empty):
+    """A JSON_COLUMNS cell read back (``_json_text``'s inverse): ``empty`` for an empty cell."""
+    return json.loads(text) if text else empty
+
+
 def _per_class_frame(per_class: pd.Series) -> pd.DataFrame:
     """One ``iou.<class>`` column per class name, in first-seen order (NaN where absent)."""
     records = [d if isinstance(d, dict) else {} for d in per_class]

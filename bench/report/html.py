@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from bench.report.frame import json_value
 from bench.report.published import ClaimResult
 from bench.report.tables import distinct
 
@@ -137,7 +137,7 @@ def claims_html(results: list[ClaimResult]) -> str:
 def _min_run_times(current: pd.DataFrame) -> str:
     """The latency loop's ``measure.min_run_time`` from each row's resolved config."""
     def read(config: str):
-        return json.loads(config).get("measure", {}).get("min_run_time") if config else None
+        return json_value(config, {}).get("measure", {}).get("min_run_time")
     return distinct(current["config"].drop_duplicates().map(read)) + " s"
 
 

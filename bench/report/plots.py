@@ -37,7 +37,7 @@ from bench.report.deployment import backend_latency_figure
 from bench.report.drawing import Built, Drawn, save_figures
 from bench.report.tasks import run_tasks
 from bench.report.evidence import EvidenceBar, shortfalls
-from bench.report.frame import IOU_PREFIX, iou_columns
+from bench.report.frame import IOU_PREFIX, iou_columns, json_value
 from bench.report.labels import label, place_labels
 from bench.report.pareto import Interval, front as undominated
 from bench.report.contenders import TORCHVISION_MODELS
@@ -483,7 +483,7 @@ def _training_batches(rows: pd.DataFrame) -> str:
     evaluation batch)."""
     batches = set()
     for config in rows["config"].drop_duplicates():
-        batch = (json.loads(config).get("train") or {}).get("batch_size") if config else None
+        batch = (json_value(config, {}).get("train") or {}).get("batch_size")
         if isinstance(batch, (int, float)):
             batches.add(batch)
     if not batches:

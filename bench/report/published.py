@@ -14,6 +14,7 @@ import yaml
 
 from bench.report.evidence import (ACCURACY_QUANTITIES, INCONCLUSIVE, PERCENT, EvidenceBar, combine, compare_setting,
                                    shortfalls)
+from bench.report.frame import json_value
 from bench.report.repeats import repeat_groups, spread_text
 from bench.report.tables import fmt
 from bench.schema import LOGITS_SHAPE_ERROR
@@ -229,7 +230,7 @@ def _growth_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> 
     model, options = test["model"], test.get("model_kwargs") or {}
     rows = with_model_key(current[current["status"] == "ok"], aliases)
     rows = rows[(rows["model_key"] == model) & (rows["growth_module"].fillna("") != "")]
-    rows = rows[[options.items() <= json.loads(kwargs or "{}").items() for kwargs in rows["model_kwargs"]]]
+    rows = rows[[options.items() <= json_value(kwargs, {}).items() for kwargs in rows["model_kwargs"]]]
     if rows.empty:
         return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: needs an ok profile row of {model} with its "
                           "per-layer growth (rows of schema 6 or later)",
@@ -619,7 +620,7 @@ FIXED_TRAIN_COLUMNS = ["train_weights_mib", "train_gradients_mib", "train_optimi
 
 
 def _memory_efficient(model_kwargs: str) -> bool:
-    return bool(json.loads(model_kwargs).get("memory_efficient", False)) if model_kwargs else False
+    return bool(json_value(model_kwargs, {}).get("memory_efficient", False))
 
 
 def densenet_memory_table(current: pd.DataFrame, published: dict) -> pd.DataFrame:
