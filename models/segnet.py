@@ -1,4 +1,5 @@
-"""SegNet, SegNet-Basic and FCN-Basic (Badrinarayanan, Kendall, Cipolla, TPAMI, arXiv:1511.00561v3).
+"""SegNet, SegNet-Basic, FCN-Basic and Table 1's decoder variants (Badrinarayanan, Kendall, Cipolla,
+TPAMI, arXiv:1511.00561v3).
 
 SegNet (sec. 3; reference: alexgkendall/SegNet-Tutorial ``Models/segnet_train.prototxt``): the
 encoder is VGG16-BN's 13 convs (conv, BN, ReLU) with 2x2 max-pools that keep their argmax indices.
@@ -21,11 +22,24 @@ to C channels with a 1x1 conv and, from the deepest up, upsamples 2x with a lear
 logits at the input size. Only C-channel maps are stored for the decoder (the paper's decoder
 storage multiplier of 11 at C = 11).
 
+Table 1's other decoders on SegNet-Basic's encoder (sec. 3.1-3.3), as the text describes them (no
+reference code for them was published):
+- Bilinear-Interpolation (``segnet_basic_bilinear``): no learned decoder; the 64 maps are upsampled
+  by fixed bilinear interpolation back through the four pooled sizes, then the 1x1 classifier. It
+  keeps nothing from the encoder (Table 1's storage multiplier 0).
+- SegNet-Basic-EncoderAddition (``segnet_basic_encoder_addition``): SegNet-Basic whose decoder adds
+  the 64 encoder maps of each stage (before pooling) to its stage's output; the same parameters,
+  but it keeps those maps beside the indices.
+- FCN-Basic-NoDimReduction (``fcn_basic_no_dim_reduction``): FCN-Basic without the 1x1 reductions:
+  the decoder keeps, upsamples (64-channel transposed convs) and adds the 64-channel pooled maps,
+  and a 1x1 classifier at the input size gives the logits (Table 1's multiplier 64, not 11).
+
 Minimum input: 32 for SegNet (five pools), 16 for SegNet-Basic and FCN-Basic (four pools).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.common import check_input_size
@@ -81,13 +95,19 @@ class SegNet(nn.Module):
 
 
 class SegNetBasic(nn.Module):
-    """SegNet-Basic; see the module docstring."""
+    """SegNet-Basic, or with ``encoder_addition`` SegNet-Basic-EncoderAddition; see the module
+    docstring."""
 
     min_input_size = 2**BASIC_DEPTH
-    decoder_keeps = {"pool": "indices"}  # the four pools' indices (bench/measure/decoder.py)
 
-    def __init__(self, num_classes: int, in_channels: int = 3):
+    def __init__(self, num_classes: int, in_channels: int = 3, encoder_addition: bool = False):
         super().__init__()
+        self.encoder_addition = encoder_addition
+        self.model_name = "segnet_basic_encoder_addition" if encoder_addition else "segnet_basic"
+        # What the decoder keeps (bench/measure/decoder.py): the four pools' indices, and with
+        # encoder_addition each encoder stage's 64 maps too.
+        self.decoder_keeps = {"pool": "indices",
+                              **{f"encoder.{i}": "maps" for i in range(BASIC_DEPTH) if encoder_addition}}
         self.encoder = _basic_encoder(in_channels)
         self.decoder = nn.ModuleList(
             nn.Sequential(*_conv_bn(BASIC_WIDTH, BASIC_WIDTH, BASIC_KERNEL, bias=False, relu=False))
@@ -97,28 +117,57 @@ class SegNetBasic(nn.Module):
         self.unpool = nn.MaxUnpool2d(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.min_input_size, "segnet_basic")
-        return self.classifier(_encode_decode(x, self.encoder, self.decoder, self.pool, self.unpool))
+        check_input_size(x, self.min_input_size, self.model_name)
+        return self.classifier(_encode_decode(x, self.encoder, self.decoder, self.pool, self.unpool,
+                                              add_encoder_maps=self.encoder_addition))
 
 
-class FCNBasic(nn.Module):
-    """FCN-Basic; see the module docstring."""
+class BilinearBasic(nn.Module):
+    """Bilinear-Interpolation (SegNet Table 1); see the module docstring."""
 
     min_input_size = 2**BASIC_DEPTH
-    # The C-channel reductions of the first three pooled maps, added in the decoder
-    # (bench/measure/decoder.py); the deepest one is the decoder's input, not kept beside it.
-    decoder_keeps = {f"reduce.{i}": "maps" for i in range(BASIC_DEPTH - 1)}
+    decoder_keeps: dict[str, str] = {}  # only the encoder's sizes, to interpolate back to
 
     def __init__(self, num_classes: int, in_channels: int = 3):
         super().__init__()
         self.encoder = _basic_encoder(in_channels)
-        self.reduce = nn.ModuleList(nn.Conv2d(BASIC_WIDTH, num_classes, 1) for _ in range(BASIC_DEPTH))
-        self.upsample = nn.ModuleList(
-            bilinear_conv_transpose(num_classes, padding=1) for _ in range(BASIC_DEPTH))
+        self.classifier = nn.Conv2d(BASIC_WIDTH, num_classes, 1)
         self.pool = nn.MaxPool2d(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.min_input_size, "fcn_basic")
+        check_input_size(x, self.min_input_size, "segnet_basic_bilinear")
+        sizes = []
+        for stage in self.encoder:
+            x = stage(x)
+            sizes.append(x.shape[-2:])
+            x = self.pool(x)
+        for size in reversed(sizes):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.classifier(x)
+
+
+class FCNBasic(nn.Module):
+    """FCN-Basic, or without ``dim_reduction`` FCN-Basic-NoDimReduction; see the module docstring."""
+
+    min_input_size = 2**BASIC_DEPTH
+    # The (reduced) first three pooled maps, added in the decoder (bench/measure/decoder.py); the
+    # deepest one is the decoder's input, not kept beside it.
+    decoder_keeps = {f"reduce.{i}": "maps" for i in range(BASIC_DEPTH - 1)}
+
+    def __init__(self, num_classes: int, in_channels: int = 3, dim_reduction: bool = True):
+        super().__init__()
+        self.model_name = "fcn_basic" if dim_reduction else "fcn_basic_no_dim_reduction"
+        width = num_classes if dim_reduction else BASIC_WIDTH
+        self.encoder = _basic_encoder(in_channels)
+        # Without the reduction the maps pass as they are: Identity keeps the names decoder_keeps uses.
+        self.reduce = nn.ModuleList(nn.Conv2d(BASIC_WIDTH, num_classes, 1) if dim_reduction
+                                    else nn.Identity() for _ in range(BASIC_DEPTH))
+        self.upsample = nn.ModuleList(bilinear_conv_transpose(width, padding=1) for _ in range(BASIC_DEPTH))
+        self.classifier = nn.Identity() if dim_reduction else nn.Conv2d(BASIC_WIDTH, num_classes, 1)
+        self.pool = nn.MaxPool2d(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x, self.min_input_size, self.model_name)
         sizes, reduced = [], []
         for stage, reduce in zip(self.encoder, self.reduce):
             sizes.append(x.shape[-2:])
@@ -129,7 +178,7 @@ class FCNBasic(nn.Module):
             scores = upsample(scores, output_size=size)
             if reduced:
                 scores = scores + reduced.pop()
-        return scores
+        return self.classifier(scores)
 
 
 def _basic_encoder(in_channels: int) -> nn.ModuleList:
@@ -141,16 +190,20 @@ def _basic_encoder(in_channels: int) -> nn.ModuleList:
 
 
 def _encode_decode(x: torch.Tensor, encoder: nn.ModuleList, decoder: nn.ModuleList,
-                   pool: nn.MaxPool2d, unpool: nn.MaxUnpool2d) -> torch.Tensor:
-    """SegNet's pass: encoder stages + pools keeping indices, then unpool with them + decoder stages."""
-    indices, sizes = [], []
+                   pool: nn.MaxPool2d, unpool: nn.MaxUnpool2d, add_encoder_maps: bool = False) -> torch.Tensor:
+    """SegNet's pass: encoder stages + pools keeping indices, then unpool with them + decoder stages
+    (each stage's output plus its encoder stage's maps, with ``add_encoder_maps``)."""
+    indices, maps = [], []
     for stage in encoder:
         x = stage(x)
-        sizes.append(x.shape[-2:])
+        maps.append(x)
         x, index = pool(x)
         indices.append(index)
     for stage in decoder:
-        x = stage(unpool(x, indices.pop(), output_size=sizes.pop()))
+        skip = maps.pop()
+        x = stage(unpool(x, indices.pop(), output_size=skip.shape[-2:]))
+        if add_encoder_maps:
+            x = x + skip
     return x
 
 
@@ -170,3 +223,21 @@ def segnet_basic(num_classes: int, in_channels: int = 3) -> SegNetBasic:
 def fcn_basic(num_classes: int, in_channels: int = 3) -> FCNBasic:
     """FCN-Basic (SegNet Table 1: 0.65M parameters, decoder storage x11, CamVid 47.3 mIoU)."""
     return FCNBasic(num_classes, in_channels)
+
+
+@register_model
+def segnet_basic_bilinear(num_classes: int, in_channels: int = 3) -> BilinearBasic:
+    """Bilinear-Interpolation (SegNet Table 1: 0.625M parameters, storage x0, CamVid 43.3 mIoU)."""
+    return BilinearBasic(num_classes, in_channels)
+
+
+@register_model
+def segnet_basic_encoder_addition(num_classes: int, in_channels: int = 3) -> SegNetBasic:
+    """SegNet-Basic-EncoderAddition (SegNet Table 1: 1.425M parameters, storage x64, CamVid 48.5 mIoU)."""
+    return SegNetBasic(num_classes, in_channels, encoder_addition=True)
+
+
+@register_model
+def fcn_basic_no_dim_reduction(num_classes: int, in_channels: int = 3) -> FCNBasic:
+    """FCN-Basic-NoDimReduction (SegNet Table 1: 1.625M parameters, storage x64, CamVid 50.1 mIoU)."""
+    return FCNBasic(num_classes, in_channels, dim_reduction=False)

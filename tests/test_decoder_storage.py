@@ -50,6 +50,33 @@ def test_fcn_basic_keeps_three_reduced_maps_multiplier_eleven():
     assert "reduce.2: maps (11 channels, float32)" in figures["decoder_storage_note"]
 
 
+# SegNet Table 1's other decoders. Table 1 prints multipliers 0 (Bilinear-Interpolation), 64
+# (SegNet-Basic-EncoderAddition) and 64 (FCN-Basic-NoDimReduction).
+def test_bilinear_interpolation_keeps_nothing():
+    figures = storage("segnet_basic_bilinear", 64)
+    assert figures["decoder_storage_mib"] == 0.0
+    assert figures["decoder_storage_multiplier"] == 0.0
+    assert figures["decoder_storage_note"] == "nothing: the decoder keeps no encoder tensor"
+
+
+def test_encoder_addition_keeps_the_maps_and_the_indices_at_each_resolution():
+    figures = storage("segnet_basic_encoder_addition", 64)
+    # Per decoder resolution (64x64 ... 8x8): 64 float32 maps (64 x 32 bits per pixel) plus the
+    # indices (64 x 2 bits per 2x2 window: 32 bits per pixel), 65 maps' worth; Table 1's 64 counts
+    # the maps alone.
+    paper_bits = 64 * 32 * UNPOOLED + 64 * 2 * POOLED
+    assert figures["decoder_storage_paper_mib"] == pytest.approx(paper_bits / 8 / MIB)
+    assert figures["decoder_storage_multiplier"] == pytest.approx(65.0)
+    assert figures["decoder_storage_mib"] == pytest.approx((64 * 4 * UNPOOLED + 64 * 8 * POOLED) / MIB)
+
+
+def test_fcn_basic_without_dim_reduction_keeps_64_maps():
+    figures = storage("fcn_basic_no_dim_reduction", 64)
+    kept_bytes = 64 * (32 * 32 + 16 * 16 + 8 * 8) * 4   # the first three pooled maps, unreduced
+    assert figures["decoder_storage_mib"] == pytest.approx(kept_bytes / MIB)
+    assert figures["decoder_storage_multiplier"] == pytest.approx(64.0)
+
+
 def test_bf16_maps_are_counted_as_stored_and_as_float32_in_the_paper():
     torch.manual_seed(0)
     model = create_model("fcn_basic", num_classes=CLASSES).eval()

