@@ -11,8 +11,9 @@ import models
 SIZE = 64
 
 
-#: 256 M parameters, seconds per forward pass; its shapes are checked on the meta device in the default run.
-SLOW = {"fcdensenet103_upsample_all"}
+#: 256 M and 252 M parameters, 1 GB each to build (DeconvNet also runs every input at 224x224 or
+#: more); their shapes are checked on the meta device in the default run.
+SLOW = {"fcdensenet103_upsample_all", "deconvnet"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
