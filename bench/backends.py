@@ -12,7 +12,8 @@ by the registry (a plugin module, ``plugins=[...]``, may register one).
 
 An exported file is cached under ``<results_dir>/cache/onnx/<key>.onnx``; the key covers the model,
 its options, the input shape, the weights and the exporter's version, so a retrained or re-seeded
-model is exported again, and a re-run reuses the file.
+model is exported again, and a re-run reuses the file. A backend's int8 model is cached beside it
+(``cached_quantization``).
 
 The training step (``measure.train_step``) is measured in ``backend=eager`` rows only.
 """
@@ -106,6 +107,18 @@ def cached_onnx_export(model: nn.Module, inputs: torch.Tensor, spec: "JobSpec",
     return path, export_onnx(model, inputs, path)
 
 
+def cached_quantization(export_path: Path, calibration: list[torch.Tensor], suffix: str,
+                        quantize: Callable[[Path, Path, list[torch.Tensor]], float]) -> tuple[Path, float | None]:
+    """The int8 model that ``quantize(fp32_path, int8_path, calibration)`` makes of the export,
+    cached beside it as ``<export>.int8-c<images><suffix>`` (the suffix tells one backend's
+    quantized format from another's) and quantized now only if no run has cached it yet: its
+    path, and the seconds quantizing took (None: reused)."""
+    path = export_path.with_name(f"{export_path.stem}.int8-c{sum(len(batch) for batch in calibration)}{suffix}")
+    if path.exists():
+        return path, None
+    return path, quantize(export_path, path, calibration)
+
+
 QUANTIZER = ("onnxruntime.quantization.quantize_static: QDQ, int8 weights per channel, uint8 activations, "
              "MinMax calibration")
 
@@ -162,14 +175,10 @@ def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch
     the int8 graph quantized from that export (cached beside it)."""
     import onnxruntime as ort
 
-    quantize_seconds = None
     quantized = {}
     if calibration is not None:
-        fp32_path, export_path = export_path, export_path.with_name(
-            f"{export_path.stem}.int8-c{sum(len(batch) for batch in calibration)}.onnx")
-        if not export_path.exists():
-            quantize_seconds = quantize_onnx(fp32_path, export_path, calibration)
-        quantized = {"quantize_seconds": quantize_seconds}
+        export_path, quantized["quantize_seconds"] = cached_quantization(export_path, calibration, ".onnx",
+                                                                         quantize_onnx)
     options = ort.SessionOptions()
     # The same number of threads as the eager rows, so the backends compete on equal cores.
     options.intra_op_num_threads = torch.get_num_threads()
@@ -267,7 +276,8 @@ class Backend:
         By default every precision but int8, which is a quantized deployment only some offer."""
         if precision == "int8":
             return [f"precision=int8 is a quantized deployment that backend={self.name} does not offer: "
-                    "use backend=onnxruntime (static quantization, calibrated on training images)"]
+                    "use backend=onnxruntime or backend=openvino (static quantization, calibrated on "
+                    "training images)"]
         return []
 
     def prepare(self, model: nn.Module, inputs: torch.Tensor, spec: "JobSpec", device: torch.device,

@@ -117,7 +117,7 @@ class SegbenchConfig:
     resolution: str = setting("128x128", "HEIGHTxWIDTH of the input")
     batch_size: int = setting(1, "images per forward pass", low=1)
     precision: str = setting("fp32", "fp32 | fp16 | bf16 (autocast) | int8 (a quantized deployment: "
-                                     "backend=onnxruntime)")
+                                     "backend=onnxruntime or openvino)")
     channels_last: bool = setting(False, "the channels_last memory layout")
     backend: str = setting("eager", "eager | compile | onnxruntime | openvino | a plugin's (bench/backends.py)")
     compile: bool = setting(False, "the old spelling of backend=compile")

@@ -1,15 +1,21 @@
 """``backend=openvino``: the ONNX export of ``backend=onnxruntime`` (the same cached file, by the
 same ``export_key``) read by OpenVINO and compiled for its CPU plugin, with torch's thread count
-and fp32 inference precision.
+and fp32 inference precision. At precision=int8, the graph OpenVINO reads from that export is
+first quantized by NNCF (OpenVINO's own post-training quantization), calibrated on the training
+images the job draws for every int8 backend, and cached beside the export as OpenVINO IR.
 
 The precision is asked for explicitly: on a CPU with bf16 units (AVX512-BF16, AMX) OpenVINO's CPU
 plugin runs an fp32 graph in bf16 unless told otherwise, which would change the logits, and the
-latency, without the row saying so.
+latency, without the row saying so. An int8 graph is compiled with the same f32 precision: its
+quantized operations still run in int8 (the quantization nodes in the graph decide that), and the
+operations NNCF left unquantized run in f32, not bf16.
 
-OpenVINO is imported when a job prepares this backend, not when segbench is imported.
+OpenVINO and NNCF are imported when a job prepares this backend, not when segbench is imported.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +23,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from bench.backends import ONNX_EXPORTER, Backend, Deployment, cached_onnx_export, register_backend
+from bench.atomic import PARTIAL_SUFFIX, atomic_write
+from bench.backends import (ONNX_EXPORTER, Backend, Deployment, cached_onnx_export, cached_quantization,
+                            register_backend)
 from bench.measure.memory import resident_peak_rise, tensor_bytes
 from bench.measure.size import MIB
 
@@ -30,13 +38,13 @@ OPENVINO_MEMORY_COUNTER = ("process peak resident set (VmHWM after /proc/self/cl
 
 def compile_properties(threads: int) -> dict[str, Any]:
     """What the CPU plugin is told: set explicitly, so that neither a CPU's bf16 units nor a later
-    OpenVINO's defaults change what an fp32 row runs."""
+    OpenVINO's defaults change what a row runs."""
     import openvino as ov
     import openvino.properties as props
     import openvino.properties.hint as hints
 
     return {props.inference_num_threads(): threads,       # the eager rows' threads: equal cores
-            hints.inference_precision(): ov.Type.f32,     # fp32 rows only (see OpenVino.problems)
+            hints.inference_precision(): ov.Type.f32,     # int8 graphs: the unquantized ops in f32
             hints.performance_mode(): hints.PerformanceMode.LATENCY}  # one call at a time is timed
 
 
@@ -73,8 +81,58 @@ def first_inference(run: Callable[[], torch.Tensor], model: nn.Module,
             "backend_first_call_ms": first_call_ms}
 
 
+def save_ir(model: Any, xml_path: Path) -> None:
+    """``model`` as OpenVINO IR: the graph's ``.xml`` and, beside it, its weights' ``.bin``, each
+    written atomically and the ``.xml`` last, so that an ``.xml`` in the cache has its whole
+    ``.bin``. Weights stay as NNCF left them (``save_model`` would otherwise turn f32 ones to f16)."""
+    import openvino as ov
+
+    # save_model takes only a name ending in .xml and puts the .bin beside it: both are saved in a
+    # scratch folder and each moved into its partial file.
+    with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=f".{xml_path.name}.",
+                                     suffix=PARTIAL_SUFFIX) as scratch:
+        saved = Path(scratch) / "model.xml"
+        ov.save_model(model, str(saved), compress_to_fp16=False)
+        atomic_write(xml_path.with_suffix(".bin"), lambda partial: os.replace(saved.with_suffix(".bin"), partial))
+        atomic_write(xml_path, lambda partial: os.replace(saved, partial))
+
+
+#: NNCF's preset for CNNs, named rather than left to a later NNCF's default.
+NNCF_PRESET = "performance"
+
+
+def quantizer(batches: int) -> str:
+    """How an int8 row's graph was quantized and is run, for its ``backend_exporter``."""
+    from importlib.metadata import version
+
+    return (f"nncf {version('nncf')} quantize: preset {NNCF_PRESET} (symmetric int8: weights per channel, "
+            f"MinMax; activations per tensor, mean of each batch's min and max), subset_size {batches} (every "
+            "calibration batch), fast bias correction; compiled by OpenVINO for its CPU plugin with the row's "
+            "threads, the ops left unquantized in f32")
+
+
+def quantize_openvino(fp32_path: Path, int8_path: Path, calibration: list[torch.Tensor]) -> float:
+    """NNCF's post-training int8 quantization of the exported graph as OpenVINO reads it, its
+    ranges from ``calibration`` (batches of real images, the exported shape: each batch one of
+    NNCF's samples); saved as OpenVINO IR; returns the seconds taken."""
+    import nncf
+    import openvino as ov
+    from openvino_telemetry import Telemetry
+
+    # NNCF reports every quantize call to Intel unless the user opted out, from a thread that forks a
+    # process per event (each alive up to 3 s, into the timed window that follows): a benchmark
+    # sends nothing. Telemetry() is the process's one instance, which NNCF's reports go through.
+    Telemetry().consent = False
+    started = time.perf_counter()
+    quantized = nncf.quantize(ov.Core().read_model(str(fp32_path)),
+                              nncf.Dataset([batch.detach().cpu().numpy() for batch in calibration]),
+                              preset=nncf.QuantizationPreset(NNCF_PRESET), subset_size=len(calibration))
+    save_ir(quantized, int8_path)
+    return time.perf_counter() - started
+
+
 def openvino_deployment(model: nn.Module, inputs: torch.Tensor, export_path: Path) -> Deployment:
-    """Reads the exported file, compiles it for OpenVINO's CPU plugin and runs it once."""
+    """Reads the exported (or quantized) file, compiles it for OpenVINO's CPU plugin and runs it once."""
     from importlib.metadata import version
 
     import openvino as ov
@@ -99,7 +157,6 @@ def openvino_deployment(model: nn.Module, inputs: torch.Tensor, export_path: Pat
 
     return Deployment(run, predict=predict, fields={
         **first_inference(run, model, inputs),
-        "backend_exporter": f"{ONNX_EXPORTER}, torch {torch.__version__}",
         "backend_runtime": f"openvino {version('openvino')}",
         "backend_provider": OPENVINO_DEVICE,
         "backend_provider_options": compiled_options(compiled, asked),
@@ -109,23 +166,28 @@ def openvino_deployment(model: nn.Module, inputs: torch.Tensor, export_path: Pat
 
 
 class OpenVino(Backend):
-    """The exported fp32 graph compiled by OpenVINO for the CPU, the export shared with onnxruntime."""
+    """The exported fp32 graph, or its NNCF int8 quantization, compiled by OpenVINO for the CPU, the
+    export shared with onnxruntime."""
     name = "openvino"
 
     def problems(self, precision: str, channels_last: bool) -> list[str]:
-        if precision != "fp32" or channels_last:
-            return ["backend=openvino runs the exported fp32 graph in OpenVINO's own layout (INT8, "
-                    "through OpenVINO's quantization, comes later): use precision=fp32 "
-                    "channels_last=false with it"]
+        if precision not in ("fp32", "int8") or channels_last:
+            return ["backend=openvino runs the exported fp32 graph, or its int8 quantization by NNCF, in "
+                    "OpenVINO's own layout: use precision=fp32 or int8, channels_last=false, with it"]
         return []
 
-    def prepare(self, model, inputs, spec, device, cache_dir) -> Deployment:
+    def prepare(self, model, inputs, spec, device, cache_dir, calibration=None) -> Deployment:
         if device.type != "cpu":
             raise RuntimeError(f"backend=openvino runs on the CPU here (OpenVINO's CPU plugin), not "
                                f"device={device.type}; use device=cpu with it")
         export_path, export_seconds = cached_onnx_export(model, inputs, spec, cache_dir)
+        fields = {"backend_exporter": f"{ONNX_EXPORTER}, torch {torch.__version__}", "export_seconds": export_seconds}
+        if calibration is not None:
+            export_path, fields["quantize_seconds"] = cached_quantization(export_path, calibration, ".xml",
+                                                                          quantize_openvino)
+            fields["backend_exporter"] += f"; {quantizer(len(calibration))}"
         deployment = openvino_deployment(model, inputs, export_path)
-        deployment.fields["export_seconds"] = export_seconds
+        deployment.fields.update(fields)
         return deployment
 
 

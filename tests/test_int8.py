@@ -1,6 +1,9 @@
-"""precision=int8 (#24 item 2): ONNX Runtime's static quantization of the exported graph, calibrated
-on the first training images; the calibration set is recorded and keyed; other backends refuse it
-before any work; with trained weights the accuracy gate judges it on data."""
+"""precision=int8 (#24 items 2 and 5): ONNX Runtime's static quantization of the exported graph, or
+NNCF's of the graph OpenVINO reads from it, calibrated on the first training images; the calibration
+set is recorded and keyed; other backends refuse it before any work; with trained weights the
+accuracy gate judges it on data."""
+from importlib.metadata import version
+
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -23,17 +26,24 @@ def _row(tmp_path, *overrides):
     return outcome, ResultStore(tmp_path / "results").read(outcome.row_file)
 
 
-def test_int8_onnxruntime_is_quantized_from_the_export_calibrated_on_training_images(tmp_path):
-    outcome, row = _row(tmp_path, "backend=onnxruntime", "precision=int8", "quantization.calibration_images=3")
+#: Each int8 backend: its quantized file's ending and what its row's exporter names.
+INT8_BACKENDS = [("onnxruntime", ".int8-c3.onnx", "quantize_static"),
+                 ("openvino", ".int8-c3.xml", f"nncf {version('nncf')} quantize: preset performance")]
+
+
+@pytest.mark.parametrize("backend, cached, quantizer", INT8_BACKENDS, ids=[backend for backend, *_ in INT8_BACKENDS])
+def test_int8_is_quantized_from_the_export_calibrated_on_training_images(tmp_path, backend, cached, quantizer):
+    outcome, row = _row(tmp_path, f"backend={backend}", "precision=int8", "quantization.calibration_images=3")
     assert outcome.status == "ok", outcome.error
-    assert "quantize_static" in row.backend_exporter and row.quantize_seconds > 0
+    assert quantizer in row.backend_exporter and row.quantize_seconds > 0
     assert (row.calibration_images, row.calibration_split) == (3, "train")   # 3 batches of 1
-    assert row.export_file.endswith(".int8-c3.onnx") and row.latency_ms_median > 0
+    assert row.export_file.endswith(cached) and row.latency_ms_median > 0
     assert row.parity_threshold is None and 0 <= row.parity_argmax_agreement <= 1   # recorded, not enforced
     assert row.gate_gated is False and "random weights" in row.gate_note
-    again = run_job(_config(tmp_path, "backend=onnxruntime", "precision=int8", "quantization.calibration_images=3",
+    again = run_job(_config(tmp_path, f"backend={backend}", "precision=int8", "quantization.calibration_images=3",
                             "force=true"), tmp_path / "again")
-    assert ResultStore(tmp_path / "results").read(again.row_file).quantize_seconds is None   # the cached file
+    again_row = ResultStore(tmp_path / "results").read(again.row_file)
+    assert again_row.quantize_seconds is None and again_row.export_file == row.export_file   # the cached file
 
 
 def test_the_calibration_set_is_part_of_an_int8_jobs_key_only(tmp_path):
@@ -46,7 +56,8 @@ def test_the_calibration_set_is_part_of_an_int8_jobs_key_only(tmp_path):
 @pytest.mark.parametrize("backend", ["eager", "compile"])
 def test_a_backend_without_int8_refuses_it_before_any_work(tmp_path, backend):
     problems = config_problems(_config(tmp_path, f"backend={backend}", "precision=int8"))
-    assert any(f"backend={backend} does not offer: use backend=onnxruntime" in p for p in problems), problems
+    assert any(f"backend={backend} does not offer: use backend=onnxruntime or backend=openvino" in p
+               for p in problems), problems
     with pytest.raises(ConfigError, match="does not offer"):
         job_key(_config(tmp_path, f"backend={backend}", "precision=int8"))
 
@@ -64,8 +75,9 @@ def test_a_sweep_across_precisions_leaves_out_what_a_backend_does_not_offer_and_
     assert row.precision == "fp32" and row.status == "ok"
 
 
-def test_trained_int8_is_judged_by_the_accuracy_gate(tmp_path):
-    outcome, row = _row(tmp_path, "backend=onnxruntime", "precision=int8", "quantization.calibration_images=4",
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_trained_int8_is_judged_by_the_accuracy_gate(tmp_path, backend):
+    outcome, row = _row(tmp_path, f"backend={backend}", "precision=int8", "quantization.calibration_images=4",
                         "mode=accuracy", "train.max_steps=3", "train.batch_size=2", "train.save_checkpoint=false",
                         "train.eval_every_steps=null")
     assert row.gate_gated and row.gate_images == 4 and row.gate_miou_reference is not None

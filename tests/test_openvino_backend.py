@@ -1,8 +1,9 @@
 """backend=openvino (bench/openvino_backend.py): parity with eager, the ONNX export shared with
-backend=onnxruntime, the settings it refuses, and what its rows record; fcn_basic at 16x16 on
-one thread."""
+backend=onnxruntime, its int8 graph (NNCF's, cached), the settings it refuses, and what its rows
+record; fcn_basic at 16x16 on one thread. The int8 job path and its accuracy gate: tests/test_int8.py."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 import bench.backends as backends
 import bench.openvino_backend as openvino_backend
+from bench.atomic import PARTIAL_SUFFIX
 from bench.backends import export_key, get_backend, weights_digest
 from bench.jobspec import ConfigError, JobSpec, config_problems, job_key
 from bench.measure.latency import TimingConfig
@@ -81,11 +83,43 @@ def test_predict_gives_eagers_logits_for_another_batch(tmp_path):
     assert torch.allclose(deployment.run(), expected, atol=1e-4)   # predict left run's input in place
 
 
+def test_int8_runs_nncfs_quantized_convolutions_in_int8_and_a_second_job_reuses_its_ir(tmp_path, monkeypatch):
+    """The f32 precision hint leaves the quantized convolutions in int8 (it only keeps the rest
+    out of bf16); the IR pair is cached beside the export and read again, not re-quantized."""
+    import openvino as ov
+
+    spec = JobSpec.from_config(job_config("precision=int8"))
+    calibration = [torch.randn(SHAPE) for _ in range(2)]
+    fields = get_backend("openvino").prepare(seeded_fcn(), torch.randn(SHAPE), spec, CPU, tmp_path,
+                                             calibration=calibration).fields
+    ir = Path(fields["export_file"])
+    assert ir.name.endswith(".int8-c2.xml") and ir.with_suffix(".bin").exists() and fields["quantize_seconds"] > 0
+    assert not [p for p in (tmp_path / "onnx").iterdir() if p.name.endswith(PARTIAL_SUFFIX)]   # no scratch left
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(ir)), "CPU", openvino_backend.compile_properties(1))
+    layers = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
+    convolutions = [info["runtimePrecision"].astype(str) for info in layers
+                    if info["layerType"].astype(str) in ("Convolution", "Deconvolution")]
+    assert convolutions and set(convolutions) <= {"i8", "u8"}, convolutions
+
+    def no_quantize(*args):
+        raise AssertionError("quantized again")
+    monkeypatch.setattr(openvino_backend, "quantize_openvino", no_quantize)
+    again = get_backend("openvino").prepare(seeded_fcn(), torch.randn(SHAPE), spec, CPU, tmp_path,
+                                            calibration=calibration).fields
+    assert again["quantize_seconds"] is None and again["export_file"] == str(ir) and again["export_seconds"] is None
+
+
+def test_int8_is_offered():
+    assert config_problems(job_config("precision=int8")) == []
+
+
 @pytest.mark.parametrize("setting", ["precision=bf16", "channels_last=true"])
 def test_refused_settings_are_config_problems_before_any_work(setting):
     cfg = job_config(setting)
-    assert any("backend=openvino runs the exported fp32 graph" in p and "INT8" in p for p in config_problems(cfg))
-    with pytest.raises(ConfigError, match="use precision=fp32 channels_last=false"):
+    assert any("backend=openvino runs the exported fp32 graph, or its int8 quantization by NNCF" in p
+               for p in config_problems(cfg))
+    with pytest.raises(ConfigError, match="use precision=fp32 or int8, channels_last=false"):
         job_key(cfg)
 
 
@@ -96,7 +130,8 @@ def test_a_device_other_than_the_cpu_is_refused_before_the_export(tmp_path):
     assert not (tmp_path / "onnx").exists()
 
 
-def test_importing_segbench_does_not_import_openvino():
-    check = "import sys, bench.backends, bench.jobspec; assert 'openvino' not in sys.modules, 'imported'"
+def test_importing_segbench_does_not_import_openvino_or_nncf():
+    check = ("import sys, bench.backends, bench.jobspec; "
+             "assert not {'openvino', 'nncf'} & set(sys.modules), 'imported'")
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
