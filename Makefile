@@ -7,7 +7,7 @@ GPU_STAMP := $(VENV)/.installed-gpu
 ARGS ?=
 REPORT_ARGS ?=
 
-.PHONY: setup bench report test test-all microbench gpu-check clean
+.PHONY: setup bench claims report test test-all microbench gpu-check clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,14 @@ bench: setup
 	$(PY) -m bench sweep=adversarial $(ARGS) || status=1; \
 	$(PY) -m bench sweep=resolutions $(ARGS) || status=1; \
 	$(PY) -m bench sweep=backends $(ARGS) || status=1; \
+	$(PY) -m bench.report $(REPORT_ARGS) || status=1; \
+	exit $$status
+
+# The rows for the review's exact claims (README, "The review's claims"), then the report.
+claims: setup
+	status=0; \
+	$(PY) -m bench sweep=review_claims $(ARGS) || status=1; \
+	$(PY) -m bench sweep=fcdensenet_upsampling $(ARGS) || status=1; \
 	$(PY) -m bench.report $(REPORT_ARGS) || status=1; \
 	exit $$status
 

@@ -70,8 +70,9 @@ def test_segnet_table6_without_rows_names_its_command():
 def test_an_accuracy_claim_without_rows_and_one_short_of_the_evidence_bar():
     result = claims(profile_rows())["frontend_beats_fcn8s"]
     assert result.verdict == "not tested yet" and not result.tested
-    assert "accuracy (mIoU) on the rows' data: no ok miou rows for dilated_frontend and fcn8s" in result.line
-    assert "python -m bench sweep=default model=dilated_frontend,dilated8,fcn8s seed=0,1,2" in result.line
+    assert ("accuracy (mIoU) on the rows' data: no ok miou rows for dilated_frontend, fcn8s and deeplab_largefov"
+            in result.line)
+    assert "python -m bench sweep=default model=dilated_frontend,dilated8,fcn8s,deeplab_largefov seed=0,1,2" in result.line
 
     rows = profile_rows() + [row("fcn8s", miou=0.40, train_steps=3, seed=0),
                              row("dilated_frontend", miou=0.45, train_steps=4, seed=0)]
@@ -127,8 +128,13 @@ def test_markdown_gives_one_bullet_per_claim_and_fences_commands():
 # --- the commands the claims name produce the rows their tests select -----------------------
 
 def _jobs(command: str) -> list:
-    """Each job's config of ``command`` (``[ENV=...] python -m bench [-m] overrides``), as the
-    basic sweeper launches them: a named grid's params, then the command line's (which win)."""
+    """Each job's config of ``command`` (``[ENV=...] python -m bench [-m] overrides``, or several
+    joined by ``&&``), as the basic sweeper launches them: a named grid's params, then the command
+    line's (which win)."""
+    return [job for part in command.split("&&") for job in _jobs_of_one(part)]
+
+
+def _jobs_of_one(command: str) -> list:
     words = shlex.split(command)
     start = words.index("python")
     assert words[start:start + 3] == ["python", "-m", "bench"], command
@@ -163,6 +169,12 @@ def test_each_tests_command_produces_the_rows_it_selects(test):
         return
     if test["compare"] == "growth":         # any profile row of the model
         assert any(job.model.name == test["model"] and job.mode == "profile" for job in jobs)
+        return
+    if test["compare"] == "front":          # one of the models profiled beside another, at one size
+        profiled = [job for job in jobs if job.mode == "profile"]
+        assert any(job.model.name in test["models"] and any(
+            other.model.name not in test["models"] and other.resolution == job.resolution for other in profiled)
+            for job in profiled)
         return
     bar = EvidenceBar.from_published(PUBLISHED)
     for model in (test["subject"], test["other"]):
@@ -219,7 +231,7 @@ def test_the_input_size_claim_reads_every_model_at_every_awkward_size():
     assert result.verdict == "does not hold" and "segnet at 97x131 did not" in result.line
     [test] = result.tests
     assert any("returned logits of shape (1, 11, 96, 128)" in line for line in test.evidence)
-    assert "output size: 13 models at 97x131" in html.claims_html([result])
+    assert f"output size: {len(models)} models at 97x131" in html.claims_html([result])
 
 
 def test_the_skip_connection_claim_compares_detail_on_boundary_iou_behind_the_evidence_bar():

@@ -8,7 +8,7 @@ import pytest
 from bench.report.answer import answers, front_table
 from bench.report.config import ReportConfig, parse_overrides
 from bench.report.frame import rows_to_frame
-from bench.report.published import load_published
+from bench.report.published import evaluate_claims, load_published
 from bench.report.tables import accuracy_table, headline
 from bench.store import ResultStore
 from tests.test_report import make_row
@@ -136,3 +136,46 @@ def test_report_config_from_overrides():
                        ("latency=5", "expected report.<key>=<value>"), ("report.memory_budget_mib=0", "above 0")]:
         with pytest.raises(ValueError, match=words):
             parse_overrides([bad])
+
+
+# --- the review's conclusion, read against the front ------------------------------------------
+
+def conclusion(current: pd.DataFrame):
+    fronts = answers(current, PUBLISHED)
+    [claim] = [c for c in evaluate_claims(current, PUBLISHED, fronts)
+               if c.claim["id"] == "dilatednet_for_deployment"]
+    return claim
+
+
+def test_dilatednet_conclusion_reads_its_place_on_the_front_and_stays_inconclusive_on_published_accuracy():
+    # Published CamVid: dilated8 65.3, fcdensenet103 66.9, fcn8s 57.0. dilated8 is faster than
+    # fcdensenet103 and more accurate than fcn8s, which it also outruns: on the front.
+    current = frame([timed("dilated8", 30, 29, 31), timed("fcdensenet103", 60, 58, 62),
+                     timed("fcn8s", 40, 39, 41)])
+    claim = conclusion(current)
+    [test] = claim.tests
+    assert test.verdict == "inconclusive" and claim.verdict == "inconclusive"
+    assert test.short.startswith("on the front in 1 of 1 settings by published accuracy")
+    assert any("dilated8 on the front" in line and "Dilation Table 5" in line for line in test.evidence)
+    # Slower than fcdensenet103, which is also more accurate: dominated, and by whom.
+    slow = frame([timed("dilated8", 90, 88, 92), timed("fcdensenet103", 60, 58, 62)])
+    [test] = conclusion(slow).tests
+    assert test.short.startswith("on the front in 0 of 1 settings")
+    assert any("dilated8 dominated by fcdensenet103" in line for line in test.evidence)
+
+
+def test_dilatednet_conclusion_decides_on_measured_accuracy_and_is_not_tested_without_its_rows():
+    curve = [{"step": s, "train_seconds": s, "miou": 0.5} for s in (50, 100, 150, 200)]
+
+    def trained(model, latency, miou):
+        return [timed(model, latency, latency - 1, latency + 1, miou=miou + 0.01 * seed, seed=seed,
+                      train_steps=200, learning_curve=curve, run=f"{model}{seed}") for seed in (0, 1, 2)]
+
+    # Measured: dilated_frontend faster and more accurate than unet: holds.
+    [test] = conclusion(frame(trained("dilated_frontend", 10, 0.40) + trained("unet", 20, 0.30))).tests
+    assert test.verdict == "holds" and test.short == "on the front in 1 of 1 settings"
+    # Measured: slower and less accurate: does not hold.
+    [test] = conclusion(frame(trained("dilated_frontend", 30, 0.20) + trained("unet", 20, 0.30))).tests
+    assert test.verdict == "does not hold"
+    [test] = conclusion(frame([timed("fcn_basic", 5, 4.5, 5.5), timed("unet", 4, 3.9, 4.1)])).tests
+    assert test.verdict == "not tested yet" and "dilated_frontend and dilated8" in test.short

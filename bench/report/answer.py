@@ -71,6 +71,7 @@ class Answer:
     title: str
     candidates: list[Candidate]   # fastest first
     basis: str                    # how accuracy was compared in this setting
+    measured_basis: bool = False  # on measured mIoU (every run meeting the evidence bar), not published
     front: list[Candidate] = field(default_factory=list)
     picks: list[Candidate] = field(default_factory=list)   # under the configured budget
     pick_text: str = ""
@@ -233,7 +234,8 @@ def answers(current: pd.DataFrame, published: dict, config: ReportConfig = Repor
         setting = dict(zip(SETTING, key))
         keys = {m: aliases.get(m, m) for m in mine["model"].unique()}
         candidates = _candidates(mine, keys, bar)
-        if sum(c.accuracy is not None for c in candidates) >= 2:
+        measured = sum(c.accuracy is not None for c in candidates) >= 2
+        if measured:
             for c in candidates:
                 if c.accuracy is None and c.measured_text and not c.caveat:
                     c.caveat = "no measured accuracy"
@@ -243,7 +245,8 @@ def answers(current: pd.DataFrame, published: dict, config: ReportConfig = Repor
                 c.accuracy = None
             dataset = _published_dataset(set(mine["dataset"]), figures, list(keys.values()))
             basis = _use_published(candidates, keys, figures, dataset)
-        answer = Answer(setting_title(setting), candidates, basis, front=front(candidates))
+        answer = Answer(setting_title(setting), candidates, basis, measured_basis=measured,
+                        front=front(candidates))
         if config.latency_budget_ms is not None or config.memory_budget_mib is not None:
             answer.picks, answer.pick_text = pick(candidates, config)
         found.append((_order(setting, float(mine["pixels"].iloc[0])), answer))

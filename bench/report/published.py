@@ -15,6 +15,7 @@ import yaml
 from bench.report.evidence import (ACCURACY_QUANTITIES, INCONCLUSIVE, PERCENT, EvidenceBar, combine, compare_setting,
                                    shortfalls)
 from bench.report.frame import json_value
+from bench.report.pareto import dominates
 from bench.report.repeats import repeat_groups, spread_text
 from bench.report.tables import fmt
 from bench.schema import LOGITS_SHAPE_ERROR
@@ -86,6 +87,8 @@ class TestResult:
             return f"output size: {len(test['models'])} models at {_and(test['sizes'])}"
         if test["compare"] == "growth":
             return f"receptive field and parameters per layer: {test['model']}"
+        if test["compare"] == "front":
+            return f"place on the front of latency against accuracy: {_and(test['models'])}"
         return f"{test['quantity']}: {test['subject']} vs {test['other']}"
 
 
@@ -153,13 +156,16 @@ def _qualifier(test: dict) -> str:
 
 
 def evaluate_test(current: pd.DataFrame, test: dict, aliases: dict[str, str],
-                  bar: EvidenceBar = EvidenceBar()) -> TestResult:
+                  bar: EvidenceBar = EvidenceBar(), fronts: list | None = None) -> TestResult:
     """Compare ``test['subject']`` with ``test['other']`` in every setting both were measured in.
 
     Deterministic quantities (parameters, memory) compare one value per model and setting;
     accuracy (``miou``) is compared over paired seeds and only on sufficient evidence
-    (:mod:`bench.report.evidence`).
+    (:mod:`bench.report.evidence`). ``fronts``: the page's answers (``bench.report.answer``),
+    which a ``front`` test reads.
     """
+    if test["compare"] == "front":
+        return _front_test(test, fronts or [])
     if test["compare"] == "every_size":
         return _size_test(current, test, aliases)
     if test["compare"] == "growth":
@@ -218,6 +224,48 @@ def _size_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> Te
         return TestResult(test, NOT_HOLD, f"{NOT_HOLD}: {short}", evidence, short=short)
     verdict = HOLDS if measured == len(pairs) else PARTLY
     return TestResult(test, verdict, f"{verdict}: {short}", evidence, short=short)
+
+
+def _front_test(test: dict, fronts: list) -> TestResult:
+    """Where ``test['models']`` stand in each setting of the page's "Which model?" answers
+    (``bench.report.answer``: a front of latency against accuracy, with intervals; accuracy
+    measured where the runs meet the evidence bar, else published, labelled). It holds where one
+    of them is on the front of every setting it was measured in with measured accuracy; a setting
+    read on published accuracy (trained as the papers did, not these rows) makes it inconclusive."""
+    models, evidence, placed, published_basis = test["models"], [], [], False
+    for answer in fronts:
+        mine = [c for c in answer.candidates if c.model in models]
+        if not mine:
+            continue
+        published_basis |= not answer.measured_basis
+        on_front = [c for c in mine if any(c is f for f in answer.front)]
+        placed.append(bool(on_front))
+        for c in mine:
+            if any(c is f for f in answer.front):
+                where_ = f"on the front ({c.latency_text}, mIoU {_accuracy_words(c)})"
+            elif c.accuracy is None:
+                where_ = "not placed: accuracy unknown on this setting's basis"
+            else:
+                ahead = [f.model for f in answer.front
+                         if f.accuracy is not None and dominates((f.latency, f.accuracy.miou),
+                                                                 (c.latency, c.accuracy.miou))]
+                where_ = f"dominated by {_and(ahead) if ahead else 'a model on the front'}"
+            evidence.append(f"{answer.title}: {c.model} {where_}")
+        evidence.append(f"{answer.title}: accuracy basis: {answer.basis}")
+    if not placed:
+        short = f"no setting measured {_and(models)} beside another model"
+        return TestResult(test, NOT_TESTED, f"{NOT_TESTED}: {short}", short=short)
+    short = f"on the front in {sum(placed)} of {len(placed)} settings"
+    if published_basis:
+        short += " by published accuracy (the papers' training, not these rows)"
+        return TestResult(test, INCONCLUSIVE, f"{INCONCLUSIVE}: {short}", evidence, short=short)
+    verdict = HOLDS if all(placed) else NOT_HOLD if not any(placed) else PARTLY
+    return TestResult(test, verdict, f"{verdict}: {short}", evidence, short=short)
+
+
+def _accuracy_words(candidate) -> str:
+    miou = candidate.accuracy.miou
+    return f"{miou.value:.3g} ({candidate.accuracy.label})"
 
 
 def _growth_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> TestResult:
@@ -430,14 +478,15 @@ def claim_parts(claim: dict, tests: list[TestResult]) -> tuple[list[str], list[s
     return tested, untested, list(dict.fromkeys(commands))
 
 
-def evaluate_claims(current: pd.DataFrame, published: dict) -> list[ClaimResult]:
+def evaluate_claims(current: pd.DataFrame, published: dict, fronts: list | None = None) -> list[ClaimResult]:
     """Every claim's tests, its verdict and its one line. A claim with a part no test covers
-    (its ``untested``) never reads plainly "holds": at best "holds where tested"."""
+    (its ``untested``) never reads plainly "holds": at best "holds where tested". ``fronts``: the
+    page's answers (``bench.report.answer.answers``), for the claims read against them."""
     aliases = published.get("aliases") or {}
     bar = EvidenceBar.from_published(published)
     results = []
     for claim in published.get("claims") or []:
-        tests = [_labelled(evaluate_test(current, test, aliases, bar)) for test in claim["tests"]]
+        tests = [_labelled(evaluate_test(current, test, aliases, bar, fronts)) for test in claim["tests"]]
         verdict = _claim_verdict([t.verdict for t in tests])
         if verdict == HOLDS and claim.get("untested"):
             verdict = PARTLY
