@@ -59,14 +59,19 @@ class Deployment:
     predict: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
-def weights_digest(model: nn.Module) -> str:
-    """SHA-1 of every parameter and buffer (names, sizes, dtypes, values), in state_dict order."""
+def tensors_digest(named) -> str:
+    """SHA-1 of (name, tensor) pairs: names, sizes, dtypes and values, in the order given."""
     digest = hashlib.sha1()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in named:
         tensor = tensor.detach().cpu().contiguous().reshape(-1)  # 1-d: view() below needs it for scalars
         digest.update(f"{name}:{tensor.numel()}:{tensor.dtype}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-1 of every parameter and buffer, in state_dict order."""
+    return tensors_digest(model.state_dict().items())
 
 
 def export_key(model_name: str, model_kwargs: dict[str, Any], shape: tuple[int, ...],
@@ -107,13 +112,17 @@ def cached_onnx_export(model: nn.Module, inputs: torch.Tensor, spec: "JobSpec",
     return path, export_onnx(model, inputs, path)
 
 
-def cached_quantization(export_path: Path, calibration: list[torch.Tensor], suffix: str,
+def cached_quantization(export_path: Path, calibration: list[torch.Tensor], suffix: str, quantizer: str,
                         quantize: Callable[[Path, Path, list[torch.Tensor]], float]) -> tuple[Path, float | None]:
     """The int8 model that ``quantize(fp32_path, int8_path, calibration)`` makes of the export,
-    cached beside it as ``<export>.int8-c<images><suffix>`` (the suffix tells one backend's
-    quantized format from another's) and quantized now only if no run has cached it yet: its
-    path, and the seconds quantizing took (None: reused)."""
-    path = export_path.with_name(f"{export_path.stem}.int8-c{sum(len(batch) for batch in calibration)}{suffix}")
+    cached beside it as ``<export>.int8-c<images>-<digest><suffix>`` and quantized now only if no
+    run has cached it yet: its path, and the seconds quantizing took (None: reused). The digest
+    covers the calibration images' values and ``quantizer`` (the tool and its version), so other
+    data at the same weights, or another quantizer release, makes a file of its own; the suffix
+    tells one backend's quantized format from another's."""
+    digest = tensors_digest([(quantizer, torch.empty(0)), *((str(i), batch) for i, batch in enumerate(calibration))])
+    images = sum(len(batch) for batch in calibration)
+    path = export_path.with_name(f"{export_path.stem}.int8-c{images}-{digest[:10]}{suffix}")
     if path.exists():
         return path, None
     return path, quantize(export_path, path, calibration)
@@ -177,8 +186,8 @@ def onnxruntime_deployment(model: nn.Module, inputs: torch.Tensor, device: torch
 
     quantized = {}
     if calibration is not None:
-        export_path, quantized["quantize_seconds"] = cached_quantization(export_path, calibration, ".onnx",
-                                                                         quantize_onnx)
+        export_path, quantized["quantize_seconds"] = cached_quantization(
+            export_path, calibration, ".onnx", f"{QUANTIZER}; onnxruntime {ort.__version__}", quantize_onnx)
     options = ort.SessionOptions()
     # The same number of threads as the eager rows, so the backends compete on equal cores.
     options.intra_op_num_threads = torch.get_num_threads()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,8 +104,6 @@ NNCF_PRESET = "performance"
 
 def quantizer(batches: int) -> str:
     """How an int8 row's graph was quantized and is run, for its ``backend_exporter``."""
-    from importlib.metadata import version
-
     return (f"nncf {version('nncf')} quantize: preset {NNCF_PRESET} (symmetric int8: weights per channel, "
             f"MinMax; activations per tensor, mean of each batch's min and max), subset_size {batches} (every "
             "calibration batch), fast bias correction; compiled by OpenVINO for its CPU plugin with the row's "
@@ -133,8 +132,6 @@ def quantize_openvino(fp32_path: Path, int8_path: Path, calibration: list[torch.
 
 def openvino_deployment(model: nn.Module, inputs: torch.Tensor, export_path: Path) -> Deployment:
     """Reads the exported (or quantized) file, compiles it for OpenVINO's CPU plugin and runs it once."""
-    from importlib.metadata import version
-
     import openvino as ov
 
     asked = compile_properties(torch.get_num_threads())
@@ -183,8 +180,9 @@ class OpenVino(Backend):
         export_path, export_seconds = cached_onnx_export(model, inputs, spec, cache_dir)
         fields = {"backend_exporter": f"{ONNX_EXPORTER}, torch {torch.__version__}", "export_seconds": export_seconds}
         if calibration is not None:
-            export_path, fields["quantize_seconds"] = cached_quantization(export_path, calibration, ".xml",
-                                                                          quantize_openvino)
+            export_path, fields["quantize_seconds"] = cached_quantization(
+                export_path, calibration, ".xml", f"{quantizer(len(calibration))}; openvino {version('openvino')}",
+                quantize_openvino)
             fields["backend_exporter"] += f"; {quantizer(len(calibration))}"
         deployment = openvino_deployment(model, inputs, export_path)
         deployment.fields.update(fields)
