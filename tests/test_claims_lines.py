@@ -251,3 +251,13 @@ def test_the_skip_connection_claim_compares_detail_on_boundary_iou_behind_the_ev
     line = claims(short)["fcn_skip_connections"].line
     assert ("detail (Boundary IoU) on the rows' data: inconclusive, fcn8s 30.1 vs fcn32s 20.1 Boundary IoU, "
             "3 paired seeds, synthetic val 96x128 cpu, short of the evidence bar") in line
+
+
+def test_figures_equal_as_shown_across_settings_read_once():
+    # The dimensionality-reduction claim at two sizes: 5.818x and 5.8181x less, both "5.82x less".
+    rows = [row(model, height=size, width=size, decoder_storage_multiplier=maps, decoder_storage_paper_mib=mib)
+            for size, scale in ((97, 1.0), (181, 1.00001))
+            for model, maps, mib in (("fcn_basic", 11.0, 0.171 * scale), ("fcn_basic_no_dim_reduction", 64.0, 0.995))]
+    line = claims(rows)["fcn_dim_reduction"].line
+    assert "decoder memory (Table 1's storage multiplier): holds, 5.82x less per pixel (in 2 settings)" in line
+    assert "5.82x less in bytes (in 2 settings)" in line and "x less to" not in line

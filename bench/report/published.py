@@ -308,9 +308,8 @@ def _growth_test(current: pd.DataFrame, test: dict, aliases: dict[str, str]) -> 
 
 def _short(test: dict, advantages: list[float], held: list[bool]) -> str:
     """The claim line's figure, e.g. "14.3x fewer parameters than fcn8s", "2.91x more per pixel"."""
-    low, high = min(advantages), max(advantages)
-    shown = _show_advantage(test, low) if low == high else \
-        f"{_show_advantage(test, low)} to {_show_advantage(test, high)}"
+    low, high = (_show_advantage(test, a) for a in (min(advantages), max(advantages)))
+    shown = low if low == high else f"{low} to {high}"   # equal as shown: one figure
     where = ""
     if len(held) > 1:
         where = f" (in {len(held)} settings)" if all(held) or not any(held) else \
