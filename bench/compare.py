@@ -170,7 +170,7 @@ def ratio_interval(old: np.ndarray, new: np.ndarray, *, seed: int = SEED, n_resa
     ratios = np.concatenate([
         _median_ratio(new[rng.integers(0, len(new), (size, len(new)))],
                       old[rng.integers(0, len(old), (size, len(old)))])
-        for size in np.diff(np.r_[0:n_resamples:BATCH, n_resamples])])
+        for size in (min(BATCH, n_resamples - start) for start in range(0, n_resamples, BATCH))])
     tail = (1 - confidence) / 2
     low, high = np.quantile(ratios, [tail, 1 - tail])
     return float(low), float(high)

@@ -241,10 +241,10 @@ def _front_test(test: dict, fronts: list) -> TestResult:
         if not mine:
             continue
         published_basis |= not answer.measured_basis
-        on_front = [c for c in mine if any(c is f for f in answer.front)]
-        placed.append(bool(on_front))
+        front_ids = {id(f) for f in answer.front}
+        placed.append(any(id(c) in front_ids for c in mine))
         for c in mine:
-            if any(c is f for f in answer.front):
+            if id(c) in front_ids:
                 where_ = f"on the front ({c.latency_text}, mIoU {_accuracy_words(c)})"
             elif c.accuracy is None:
                 where_ = "not placed: accuracy unknown on this setting's basis"
