@@ -180,10 +180,10 @@ class OpenVino(Backend):
         export_path, export_seconds = cached_onnx_export(model, inputs, spec, cache_dir)
         fields = {"backend_exporter": f"{ONNX_EXPORTER}, torch {torch.__version__}", "export_seconds": export_seconds}
         if calibration is not None:
+            how = quantizer(len(calibration))
             export_path, fields["quantize_seconds"] = cached_quantization(
-                export_path, calibration, ".xml", f"{quantizer(len(calibration))}; openvino {version('openvino')}",
-                quantize_openvino)
-            fields["backend_exporter"] += f"; {quantizer(len(calibration))}"
+                export_path, calibration, ".xml", f"{how}; openvino {version('openvino')}", quantize_openvino)
+            fields["backend_exporter"] += f"; {how}"
         deployment = openvino_deployment(model, inputs, export_path)
         deployment.fields.update(fields)
         return deployment

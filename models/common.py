@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 import torch
@@ -69,3 +70,27 @@ class UnfoldConv2d(nn.Conv2d):
         if self.bias is not None:
             out = out + self.bias[:, None]
         return out.view(batch, self.out_channels, out_h, out_w)
+
+
+def encode_decode(x: torch.Tensor, encoder: nn.ModuleList, decoder: nn.ModuleList, pool: nn.MaxPool2d,
+                  unpool: nn.MaxUnpool2d, bottleneck: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  add_encoder_maps: bool = False) -> torch.Tensor:
+    """The pass of the nets that unpool with their encoder's max-pooling switches (SegNet,
+    DeconvNet): encoder stages, each followed by ``pool`` keeping its indices; ``bottleneck``
+    between the last pool and the first unpooling, where there is one (DeconvNet's fc6, fc7 and
+    fc6-deconv); then, deepest first, ``unpool`` with those indices to the stage's size and the
+    decoder stage (its output plus the encoder stage's maps, with ``add_encoder_maps``)."""
+    indices, maps = [], []
+    for stage in encoder:
+        x = stage(x)
+        maps.append(x)
+        x, index = pool(x)
+        indices.append(index)
+    if bottleneck is not None:
+        x = bottleneck(x)
+    for stage in decoder:
+        skip = maps.pop()
+        x = stage(unpool(x, indices.pop(), output_size=skip.shape[-2:]))
+        if add_encoder_maps:
+            x = x + skip
+    return x

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import check_input_size
+from models.common import check_input_size, encode_decode
 from models.registry import register_model
 from models.vgg import FC6_KERNEL, convolutionalised_head, vgg16_backbone, vgg16_stages
 
@@ -92,21 +92,17 @@ class DeconvNet(nn.Module):
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2, 2)
 
+    def _bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """fc6 and fc7 on pool5, then fc6-deconv back to pool5's size."""
+        return self.fc6_deconv(self.fc(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.min_input_size, "deconvnet")
         height, width = x.shape[-2:]
         top, bottom = _padding(height)
         left, right = _padding(width)
-        x = F.pad(x, (left, right, top, bottom))
-        indices, sizes = [], []
-        for stage in self.encoder:
-            x = stage(x)
-            sizes.append(x.shape[-2:])
-            x, index = self.pool(x)
-            indices.append(index)
-        x = self.fc6_deconv(self.fc(x))
-        for stage in self.decoder:  # unpool5 + deconv5_x first
-            x = stage(self.unpool(x, indices.pop(), output_size=sizes.pop()))
+        x = encode_decode(F.pad(x, (left, right, top, bottom)), self.encoder, self.decoder, self.pool,
+                          self.unpool, bottleneck=self._bottleneck)  # unpool5 + deconv5_x first
         return self.classifier(x)[..., top:top + height, left:left + width]
 
 

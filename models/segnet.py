@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import check_input_size
+from models.common import check_input_size, encode_decode
 from models.fcn import bilinear_conv_transpose
 from models.registry import register_model
 from models.vgg import vgg16_backbone, vgg16_stages
@@ -91,7 +91,7 @@ class SegNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.min_input_size, "segnet")
-        return self.classifier(_encode_decode(x, self.encoder, self.decoder, self.pool, self.unpool))
+        return self.classifier(encode_decode(x, self.encoder, self.decoder, self.pool, self.unpool))
 
 
 class SegNetBasic(nn.Module):
@@ -118,7 +118,7 @@ class SegNetBasic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.min_input_size, self.model_name)
-        return self.classifier(_encode_decode(x, self.encoder, self.decoder, self.pool, self.unpool,
+        return self.classifier(encode_decode(x, self.encoder, self.decoder, self.pool, self.unpool,
                                               add_encoder_maps=self.encoder_addition))
 
 
@@ -187,24 +187,6 @@ def _basic_encoder(in_channels: int) -> nn.ModuleList:
         nn.Sequential(*_conv_bn(in_channels if i == 0 else BASIC_WIDTH, BASIC_WIDTH, BASIC_KERNEL,
                                 bias=False, relu=True))
         for i in range(BASIC_DEPTH))
-
-
-def _encode_decode(x: torch.Tensor, encoder: nn.ModuleList, decoder: nn.ModuleList,
-                   pool: nn.MaxPool2d, unpool: nn.MaxUnpool2d, add_encoder_maps: bool = False) -> torch.Tensor:
-    """SegNet's pass: encoder stages + pools keeping indices, then unpool with them + decoder stages
-    (each stage's output plus its encoder stage's maps, with ``add_encoder_maps``)."""
-    indices, maps = [], []
-    for stage in encoder:
-        x = stage(x)
-        maps.append(x)
-        x, index = pool(x)
-        indices.append(index)
-    for stage in decoder:
-        skip = maps.pop()
-        x = stage(unpool(x, indices.pop(), output_size=skip.shape[-2:]))
-        if add_encoder_maps:
-            x = x + skip
-    return x
 
 
 @register_model
