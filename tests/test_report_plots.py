@@ -12,6 +12,7 @@ from matplotlib.container import ErrorbarContainer
 from bench.report import plots
 from bench.report.evidence import EvidenceBar
 from bench.report.frame import rows_to_frame
+from bench.report.labels import CONNECTOR_GID
 from tests.test_report import make_row
 
 RESOLUTIONS = [(96, 128), (192, 256), (360, 480)]
@@ -178,6 +179,33 @@ def test_trade_off_labels_do_not_overlap_when_points_coincide():
     assert len(boxes) == 5
     assert not [(i, j) for (i, x), (j, y) in combinations(enumerate(boxes), 2) if x.overlaps(y)]
     assert not figure.legends[0].get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def test_moved_labels_are_joined_to_their_points_under_the_labels():
+    rows = [profiled(m, 96, 128, 10.0, 9.0, 12.0) for m in ["fcn8s", "segnet", "unet", "fcn_basic", "segnet_basic"]]
+    frame = rows_to_frame(rows)
+    figure, _ = plots.latency_memory_figure(frame, plots.model_colors(frame["model"]))
+    renderer = renderer_of(figure)
+    [ax] = figure.axes
+    [lines] = [c for c in ax.collections if c.get_gid() == CONNECTOR_GID]
+    assert lines.get_zorder() < min(text.get_zorder() for text in ax.texts)
+    point = tuple(ax.transData.transform(tuple(lines.get_segments()[0][0])))
+    # Every label was moved off the one point they share: one line each, from the point to the label.
+    assert len(lines.get_segments()) == 5
+    ends = {tuple(np.round(segment[1], 6)) for segment in lines.get_segments()}
+    assert ends == {tuple(np.round(text.get_position(), 6)) for text in ax.texts}
+    assert not any(text.get_window_extent(renderer).contains(*point) for text in ax.texts)
+    assert all(text.get_bbox_patch() is not None for text in ax.texts)   # a white ground hides the line's end
+
+
+def test_log_axes_tick_labels_are_plain_numbers():
+    rows = [make_row("fcn8s", params_total=134_000_000, flops_per_image=6.0e9),
+            make_row("fcn_basic", params_total=650_000, flops_per_image=3e7)]
+    figure = plots.params_flops_figure(rows_to_frame(rows), plots.model_colors(["fcn8s", "fcn_basic"]))
+    renderer_of(figure)
+    [ax] = figure.axes
+    shown = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()]
+    assert "100" in shown and "1" in shown and not [text for text in shown if "$" in text]
 
 
 def test_scaling_figure_has_latency_error_bars_and_says_batch_and_resolutions():
