@@ -16,9 +16,10 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-#: adjustText's iterations per panel and attempt: enough to part a dozen labels, bounded so that a
-#: figure of many panels stays quick to draw.
-LABEL_ITERATIONS = 300
+#: adjustText's iterations per panel and attempt: enough to part a dozen labels (make bench's panels
+#: of 14 came out as far apart at 100 as at 300), bounded so that a figure of many panels stays
+#: quick to draw.
+LABEL_ITERATIONS = 100
 #: adjustText's attempts per panel: the factors (x, y) by which a label's box is grown while labels
 #: are parted. The first keeps a label clear of its marker; the tighter ones take over where it
 #: leaves two labels overlapping (a crowded cluster, a cluster at the edge of the axes).
