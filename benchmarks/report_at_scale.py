@@ -8,11 +8,18 @@ as a user runs it, three times: the first reads every JSON row file and builds t
 consolidated row table, the figures, the data-set sample); the second finds nothing changed;
 the third follows one new row (as after a sweep: one more file to read, every figure drawn again).
 Prints the wall time and peak resident memory of each run, and the size of the page.
+
+The machine's state beside each time, since a shared virtual machine's speed drifts (by a third
+within an hour on the 2-core CPU this was written on): the CPU time the report took (its process
+and its workers), what other processes took meanwhile and the hypervisor's steal time (from
+/proc/stat, where readable), and before and after the runs a fixed pure-Python loop's time
+(``timeit``), which tracks the host's speed when steal time does not.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import timeit
 import json
 import os
 import re
@@ -25,6 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bench.measure.contention import parse_proc_stat
 from bench.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,16 +51,42 @@ def copy_rows(source: Path, target: Path, count: int) -> int:
     return len(rows)
 
 
-def time_report(results: Path) -> tuple[float, float]:
-    """Seconds and peak resident MiB of ``python -m bench.report`` in a fresh process."""
+#: The reference loop: 1.1 to 1.4 s of one core on the 2-core CPU this was written on (2026-12-03).
+REFERENCE = "for i in range(20_000_000): x += i"
+
+
+def reference_seconds() -> float:
+    return timeit.timeit(REFERENCE, setup="x = 0", number=1)
+
+
+def machine_ticks() -> tuple[int, int] | None:
+    """(busy, steal) clock ticks of all CPUs since boot; None where /proc/stat cannot be read."""
+    try:
+        return parse_proc_stat(Path("/proc/stat").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def time_report(results: Path) -> str:
+    """``python -m bench.report`` in a fresh process: its seconds, peak resident MiB and CPU seconds,
+    and what other processes and the hypervisor took meanwhile."""
+    before = machine_ticks()
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "bench.report", "--results-dir", str(results)], cwd=ROOT,
                                stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak (ru_maxrss, KiB on Linux)
+    # This child's own peak (ru_maxrss, KiB on Linux), and the CPU of it and the workers it waited for.
+    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"python -m bench.report failed on {results}")
-    return seconds, usage.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime
+    text = f"{seconds:.2f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MiB, CPU {cpu:.1f} s"
+    after = machine_ticks()
+    if before and after:
+        tick = os.sysconf("SC_CLK_TCK")
+        other = max(0.0, (after[0] - before[0]) / tick - cpu)
+        text += f"; other processes {other:.1f} CPU s, steal {(after[1] - before[1]) / tick:.1f} s"
+    return text
 
 
 #: Typed into the last search box on the page (the "All jobs" table) once the tables are drawn.
@@ -88,14 +122,15 @@ def main() -> None:
     distinct = copy_rows(args.source, target, args.rows)
     os.sync()   # the copies on disk first: the first report is not timed against their write-back
     print(f"{args.rows} rows ({distinct} distinct source rows) under {target}")
+    print(f"reference loop ({REFERENCE!r}): {reference_seconds():.2f} s")
     for attempt in ("first (every row read from JSON, caches built)", "second (nothing changed)",
                     "third (one new row)"):
         if attempt.startswith("third"):
             row = ResultStore(target).load(ResultStore(target).row_files()[0].parent.name).rows[0]
             ResultStore(target).write(dataclasses.replace(row, job_key=f"{row.job_key}_new", run_id="new"))
             os.sync()
-        seconds, peak_mib = time_report(target)
-        print(f"python -m bench.report, {attempt}: {seconds:.2f} s, peak RSS {peak_mib:.0f} MiB")
+        print(f"python -m bench.report, {attempt}: {time_report(target)}")
+    print(f"reference loop again: {reference_seconds():.2f} s")
     page = target / "report" / "index.html"
     print(f"page {page}: {page.stat().st_size / 2**20:.2f} MiB; load average {os.getloadavg()[0]:.2f}")
     if args.chromium:

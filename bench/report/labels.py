@@ -73,7 +73,7 @@ def place_labels(figure: Figure, labelled: list[tuple[object, list]]) -> None:
         setattr(figure, PENDING, labelled)
         return
     import adjustText  # noqa: PLC0415  (a second of imports, only when labels are placed)
-    figure.draw_without_rendering()
+    figure.get_layout_engine().execute(figure)  # the layout alone: adjustText draws the figure itself
     figure.set_layout_engine("none")
     renderer = adjustText.get_renderer(figure)
     shown = {ax: ax.get_visible() for ax in figure.axes}
