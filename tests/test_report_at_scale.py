@@ -159,3 +159,7 @@ def test_figures_are_drawn_once_per_set_of_rows(many, monkeypatch):
     write_report(many)
     monkeypatch.setattr(plots, "_figure_tasks", must_not_draw)
     write_report(many)
+
+    ResultStore(many).row_files()[0].unlink()
+    with pytest.raises(AssertionError, match="unchanged rows"):
+        write_report(many)                       # a row file deleted: drawn again without it
