@@ -208,6 +208,23 @@ def test_log_axes_tick_labels_are_plain_numbers():
     assert "100" in shown and "1" in shown and not [text for text in shown if "$" in text]
 
 
+def test_log_axes_read_at_one_two_and_five_times_each_power_of_ten():
+    from matplotlib.figure import Figure
+
+    def labels(low: float, high: float) -> list[str]:
+        figure = Figure()
+        ax = figure.add_subplot()
+        ax.plot([low, high], [1.0, 2.0])
+        plots.log_scale(ax, "x")
+        renderer_of(figure)
+        return [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True) if t.get_text()]
+
+    assert {"20", "50", "100", "200", "500"} <= set(labels(15.0, 900.0))   # crosses two powers of ten
+    assert not {"30", "40"} & set(labels(15.0, 900.0))                      # the 1-2-5 series only
+    wide = labels(1.0, 1e5)                                                 # crosses five: the powers alone
+    assert "100" in wide and not {"20", "50", "200"} & set(wide)
+
+
 def test_scaling_figure_has_latency_error_bars_and_says_batch_and_resolutions():
     rows = [profiled("fcn8s", h, w, 10.0 * h / 96, 9.0 * h / 96, 12.0 * h / 96) for h, w in RESOLUTIONS]
     frame = rows_to_frame(rows)
