@@ -6,7 +6,8 @@ The source is a results directory with real rows (``make bench`` writes one); ea
 own job key and run id, so the report sees ``--rows`` jobs. The report runs in a fresh process,
 as a user runs it, three times: the first reads every JSON row file and builds the caches (the
 consolidated row table, the figures, the data-set sample); the second finds nothing changed;
-the third follows one new row (as after a sweep: one more file to read, every figure drawn again).
+the third follows one new row (as after a sweep: one more file to read, every figure built again
+and drawn again where what it plots changed).
 Prints the wall time and peak resident memory of each run, and the size of the page.
 
 The machine's state beside each time, since a shared virtual machine's speed drifts (by a third
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import timeit
 import json
 import os
 import re
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 from tqdm import tqdm
@@ -51,7 +52,7 @@ def copy_rows(source: Path, target: Path, count: int) -> int:
     return len(rows)
 
 
-#: The reference loop: 1.1 to 1.4 s of one core on the 2-core CPU this was written on (2026-12-03).
+#: The reference loop: 1.0 to 1.5 s of one core on the 2-core CPU this was written on (2026-12-03).
 REFERENCE = "for i in range(20_000_000): x += i"
 
 

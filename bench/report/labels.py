@@ -63,8 +63,8 @@ def _error_bar_boxes(ax) -> list[Bbox]:
 
 def place_labels(figure: Figure, labelled: list[tuple[object, list]]) -> None:
     """Moves each panel's point labels off each other, the points and the error bars (adjustText),
-    with a thin line back to a moved label's point (``_connect``); a panel whose labels still overlap is parted
-    again with tighter clearances. The figure is laid out first and that layout then kept:
+    with a thin line back to a moved label's point (``_connect``); a panel whose labels still
+    overlap is parted again with tighter clearances. The figure is laid out first and that layout then kept:
     adjustText works in display coordinates, and a later layout change would move the labels."""
     labelled = [(ax, texts) for ax, texts in labelled if texts]
     if not labelled:
