@@ -114,13 +114,14 @@ def _part(ax, texts: list, renderer) -> None:
 
 def _connect(ax, texts: list, points: list, renderer) -> None:
     """A thin line from each point to its label where the label no longer covers the point. One
-    collection of straight lines under labels on a white ground (which hides the line's end),
-    not adjustText's arrows: those are clipped to the label's outline by bisection at every draw,
+    collection of straight lines under labels on a white ground (which hides the line's end; a
+    thin margin, so that the ground of a label parted at the tightest clearance covers no
+    neighbour), not adjustText's arrows: those are clipped to the label's outline by bisection at every draw,
     a fifth of a labelled figure's drawing time."""
     lines = [(point, text.get_position()) for text, point in zip(texts, points)
              if not text.get_window_extent(renderer).contains(*ax.transData.transform(point))]
     for text in texts:
-        text.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
+        text.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.1})
     if lines:
         ax.add_collection(LineCollection(lines, colors="0.5", linewidths=0.5, zorder=texts[0].get_zorder() - 0.1,
                                          gid=CONNECTOR_GID), autolim=False)
