@@ -21,8 +21,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
 from bench.atomic import atomic_write_text
 from bench.paths import inside
 from bench.schema import ResultRow, RowFormatError
@@ -41,16 +39,13 @@ _OS_ERROR_ADVICE = {
     errno.EPERM: f"{_ELSEWHERE}a directory you can write",
 }
 
-
 class ResultsNotWritableError(RuntimeError):
     """The results directory cannot take a row; raised before any job runs."""
-
 
 def describe_os_error(exc: OSError) -> str:
     """One line: what failed (the error names the file), then what to do for the usual causes."""
     advice = _OS_ERROR_ADVICE.get(exc.errno)
     return f"{exc}; {advice}" if advice else str(exc)
-
 
 @dataclass
 class LoadedRows:
@@ -65,7 +60,6 @@ class LoadedRows:
         return [f"warning: skipped unreadable row file {path} ({self.problems[path]}); a job killed "
                 "mid-write leaves none, so it was damaged or edited: fix or delete it" for path in self.unreadable]
 
-
 def _strict_json(value):
     """NaN and infinities become null (e.g. the IoU of a class absent from a split), so every
     row file is standard JSON that any reader accepts."""
@@ -76,7 +70,6 @@ def _strict_json(value):
     if isinstance(value, (list, tuple)):
         return [_strict_json(item) for item in value]
     return value
-
 
 class ResultStore:
     def __init__(self, root: str | Path):
@@ -113,8 +106,8 @@ class ResultStore:
                                           f"{describe_os_error(exc)}") from exc
 
     def read(self, path: Path) -> ResultRow:
-        # orjson: the report reads thousands of these; its errors are json.JSONDecodeErrors too.
-        return ResultRow.from_dict(orjson.loads(Path(path).read_bytes()))
+        # The report reads thousands of these; orjson's errors are json.JSONDecodeErrors too.
+        return ResultRow.from_json(Path(path).read_bytes())
 
     def row_names(self, job_key: str | None = None) -> list[str]:
         """The row files (of one job, if given) as ``<job_key>/<file>`` under ``rows_dir``, in name

@@ -1,14 +1,21 @@
 """How long ``python -m bench.report`` takes on many rows: copies real rows under distinct job keys.
 
-    python benchmarks/report_at_scale.py --source results --rows 10000
+    python benchmarks/report_at_scale.py --source results --rows 10000 [--repeats 7]
 
 The source is a results directory with real rows (``make bench`` writes one); each copy gets its
 own job key and run id, so the report sees ``--rows`` jobs. The report runs in a fresh process,
-as a user runs it, three times: the first reads every JSON row file and builds the caches (the
-consolidated row table, the figures, the data-set sample); the second finds nothing changed;
-the third follows one new row (as after a sweep: one more file to read, every figure built again
-and drawn again where what it plots changed).
-Prints the wall time and peak resident memory of each run, and the size of the page.
+as a user runs it, in ``--repeats`` cycles of three: the first report (every JSON row file read,
+the caches built: the consolidated row table, the figures, the data-set sample), a second on
+unchanged rows, and a third after one new row (as after a sweep: one more file to read, every
+figure built again and drawn again where what it plots changed). Each cycle starts from the
+copies alone (the caches, the report and the new row removed), so the cycles are alike and a
+drift of the machine's speed spreads over all three kinds of run.
+
+Prints each run's wall time, peak resident memory and CPU, then per kind of run the median with
+its distribution-free 95% interval (``bench.measure.latency.median_interval``; 6 runs at the
+least) and, against issue #19's targets (the first report under 10 s, one after a new row under
+5 s), a verdict: met where the whole interval is under the target, missed where it is over,
+inconclusive where it straddles it.
 
 The machine's state beside each time, since a shared virtual machine's speed drifts (by a third
 within an hour on the 2-core CPU this was written on): the CPU time the report took (its process
@@ -24,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +42,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.measure.contention import parse_proc_stat
+from bench.measure.latency import median_interval
 from bench.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +77,9 @@ def machine_ticks() -> tuple[int, int] | None:
         return None
 
 
-def time_report(results: Path) -> str:
-    """``python -m bench.report`` in a fresh process: its seconds, peak resident MiB and CPU seconds,
-    and what other processes and the hypervisor took meanwhile."""
+def time_report(results: Path) -> tuple[float, str]:
+    """``python -m bench.report`` in a fresh process: its seconds, and a line with them, its peak
+    resident MiB and CPU seconds, and what other processes and the hypervisor took meanwhile."""
     before = machine_ticks()
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "bench.report", "--results-dir", str(results)], cwd=ROOT,
@@ -87,7 +96,46 @@ def time_report(results: Path) -> str:
         tick = os.sysconf("SC_CLK_TCK")
         other = max(0.0, (after[0] - before[0]) / tick - cpu)
         text += f"; other processes {other:.1f} CPU s, steal {(after[1] - before[1]) / tick:.1f} s"
-    return text
+    return seconds, text
+
+
+#: Issue #19's targets at 10,000 rows, in seconds, by kind of run (none for unchanged rows).
+TARGETS = {"first": 10.0, "unchanged": None, "new row": 5.0}
+#: What a cycle's runs start from: the copied rows alone.
+DERIVED = ("cache", "report", "summary.csv", "summary.parquet", "history.csv")
+NEW_RUN_ID = "new"
+
+
+def start_afresh(target: Path) -> None:
+    """Remove what the reports wrote and the new row of an earlier cycle: the copies alone remain."""
+    for name in DERIVED:
+        path = target / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    for new in (target / "rows").glob(f"*/*_{NEW_RUN_ID}.json"):
+        new.unlink()
+    os.sync()
+
+
+def add_new_row(target: Path) -> None:
+    store = ResultStore(target)
+    row = store.load(store.row_files()[0].parent.name).rows[0]
+    store.write(dataclasses.replace(row, job_key=f"{row.job_key}_new", run_id=NEW_RUN_ID))
+    os.sync()
+
+
+def verdict(seconds: list[float], target: float | None) -> str:
+    """The runs' median with its 95% interval and n, and how it stands against ``target``."""
+    ordered = sorted(seconds)
+    text = f"median {statistics.median(ordered):.2f} s"
+    interval = median_interval(ordered)
+    if interval is None:
+        return text + f" (n={len(ordered)}: too few runs for an interval, no verdict)"
+    low, high = interval
+    text += f" [95% interval {low:.2f}, {high:.2f}] n={len(ordered)}"
+    if target is None:
+        return text
+    outcome = "met" if high < target else "missed" if low > target else "inconclusive: the interval straddles it"
+    return text + f"; target under {target:g} s: {outcome}"
 
 
 #: Typed into the last search box on the page (the "All jobs" table) once the tables are drawn.
@@ -115,23 +163,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=Path(os.environ.get("SEGBENCH_RESULTS", "results")))
     parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=7, help="cycles of three runs (6 at the least for an interval)")
     parser.add_argument("--out", type=Path, default=None, help="where to write the copies (default: a temp dir)")
     parser.add_argument("--chromium", default=shutil.which("chromium"),
                         help="a Chromium binary for the interactive-table check (default: chromium on PATH)")
     args = parser.parse_args()
     target = args.out or Path(tempfile.mkdtemp(prefix="segbench-report-at-scale-"))
     distinct = copy_rows(args.source, target, args.rows)
-    os.sync()   # the copies on disk first: the first report is not timed against their write-back
     print(f"{args.rows} rows ({distinct} distinct source rows) under {target}")
     print(f"reference loop ({REFERENCE!r}): {reference_seconds():.2f} s")
-    for attempt in ("first (every row read from JSON, caches built)", "second (nothing changed)",
-                    "third (one new row)"):
-        if attempt.startswith("third"):
-            row = ResultStore(target).load(ResultStore(target).row_files()[0].parent.name).rows[0]
-            ResultStore(target).write(dataclasses.replace(row, job_key=f"{row.job_key}_new", run_id="new"))
-            os.sync()
-        print(f"python -m bench.report, {attempt}: {time_report(target)}")
+    times: dict[str, list[float]] = {kind: [] for kind in TARGETS}
+    for cycle in range(1, args.repeats + 1):
+        start_afresh(target)
+        for kind in TARGETS:
+            if kind == "new row":
+                add_new_row(target)
+            seconds, text = time_report(target)
+            times[kind].append(seconds)
+            print(f"cycle {cycle}, {kind}: {text}")
     print(f"reference loop again: {reference_seconds():.2f} s")
+    for kind, target_seconds in TARGETS.items():
+        print(f"{kind}: {verdict(times[kind], target_seconds)}")
     page = target / "report" / "index.html"
     print(f"page {page}: {page.stat().st_size / 2**20:.2f} MiB; load average {os.getloadavg()[0]:.2f}")
     if args.chromium:

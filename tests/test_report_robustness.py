@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 
+import orjson
 import pandas as pd
 import pytest
 
@@ -62,6 +63,12 @@ def test_the_resume_check_skips_odd_row_files_with_a_warning(tmp_path, caplog):
     assert len(loaded.rows) == 1 and {p: r.split(": ", 1)[1] for p, r in loaded.problems.items()} == odd
 
 
+#: The two ways a stored row is read: from parsed JSON, and from a file's bytes (msgspec's check of
+#: the declared types first, ``from_dict`` for any file it rejects). They must agree.
+READERS = {"from_dict": ResultRow.from_dict, "from_json": lambda data: ResultRow.from_json(json.dumps(data).encode())}
+
+
+@pytest.mark.parametrize("read", READERS.values(), ids=READERS)
 @pytest.mark.parametrize("change, reason", [
     ({"job_key": None}, "job_key is null, not a string"),
     ({"run_id": 7}, "run_id is 7, not a string"),
@@ -71,23 +78,49 @@ def test_the_resume_check_skips_odd_row_files_with_a_warning(tmp_path, caplog):
     ({"per_class_iou": []}, "per_class_iou is [], not an object"),
     ({"schema_version": 99}, f"schema_version 99: this segbench reads 1 to {SCHEMA_VERSION}"),
 ])
-def test_a_field_of_another_type_or_an_unknown_schema_is_no_row(change, reason):
+def test_a_field_of_another_type_or_an_unknown_schema_is_no_row(read, change, reason):
     good = make_row("fcn8s").to_dict()
     with pytest.raises(RowFormatError, match=f"^{reason}$".replace("[", r"\[").replace("]", r"\]")):
-        ResultRow.from_dict({**good, **change})
+        read({**good, **change})
     missing = {k: v for k, v in good.items() if k != "status"}
     with pytest.raises(RowFormatError, match="^status missing$"):
-        ResultRow.from_dict(missing)
-    # What JSON gives for a stored number is fine: 2 for 2.0, null where the field allows it.
-    row = ResultRow.from_dict({**good, "latency_ms_median": 2, "miou": None, "checkpoint": None, "extra": 1})
-    assert row.latency_ms_median == 2 and row.checkpoint is None
+        read(missing)
+    # What JSON gives for a stored number is fine: 2 for 2.0, null where the field allows it; a key
+    # that is no column (a plug-in instrument's) is kept.
+    row = read({**good, "latency_ms_median": 2, "miou": None, "checkpoint": None, "extra": 1})
+    assert row.latency_ms_median == 2 and row.checkpoint is None and row.extra == {"extra": 1}
 
 
-def test_a_row_written_before_the_instruments_reads_with_their_new_columns_empty():
+def test_both_readers_give_the_same_row(monkeypatch):
+    """A row as segbench writes it (nested lists and objects, nulls), from its file's bytes and from
+    its parsed JSON: the same values, the same types (a float column read as a float either way
+    where the file holds a float), the same columns in the same order."""
+    stored = json.loads(json.dumps(make_row("fcn8s").to_dict()))
+    stored |= {"latency_times_ms": [1.5, 2.0, 2.5], "learning_curve": [{"step": 1, "miou": 0.1}],
+               "growth_params": [10, 20], "per_class_iou": {"road": 0.5}, "miou": None}
+    from_dict = READERS["from_dict"](stored)
+    with monkeypatch.context() as patch:   # the file is read by msgspec's check alone
+        patch.setattr(ResultRow, "from_dict", None)
+        from_json = READERS["from_json"](stored)
+    assert list(from_json.__dict__.items()) == list(from_dict.__dict__.items())
+    assert [type(v) for v in from_json.__dict__.values()] == [type(v) for v in from_dict.__dict__.values()]
+
+
+def test_an_integer_wider_than_64_bits_is_no_row_to_either_reader():
+    """orjson reads a wider integer as a float, which an integer column refuses: both readers skip
+    such a file with the same reason (the frame's integer columns could not hold it either)."""
+    text = json.dumps({**make_row("fcn8s").to_dict(), "batch_size": 2**64}).encode()
+    for read in (lambda data: ResultRow.from_dict(orjson.loads(data)), ResultRow.from_json):
+        with pytest.raises(RowFormatError, match=r"^batch_size is 1\.8446744073709552e\+19, not an integer"):
+            read(text)
+
+
+@pytest.mark.parametrize("read", READERS.values(), ids=READERS)
+def test_a_row_written_before_the_instruments_reads_with_their_new_columns_empty(read):
     """Schema 7 added columns the instruments' records hold; a schema 6 file lacks them."""
     added = ["train_timer", "contention_window_seconds", "contention_cpus"]
     old = {k: v for k, v in make_row("fcn8s").to_dict().items() if k not in added}
-    row = ResultRow.from_dict({**old, "schema_version": 6})
+    row = read({**old, "schema_version": 6})
     assert row.schema_version == 6 and row.extra == {}
     assert row.train_timer == "" and row.contention_window_seconds is None and row.contention_cpus is None
     assert row.latency_ms_median == old["latency_ms_median"]
