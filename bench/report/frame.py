@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -138,7 +139,9 @@ def consolidated_rows(results_dir: str | Path) -> tuple[pd.DataFrame, LoadedRows
     names = store.row_names()
     table = consolidated_path(results_dir)
     cached = pd.read_parquet(table) if table.exists() else rows_to_frame([]).assign(**{ROW_FILE: ""})
-    kept = cached[ROW_FILE].isin(names)  # a deleted row file leaves the table too
+    # A deleted row file leaves the table too. (A set, not pandas' isin: a quarter of its time on Arrow strings.)
+    on_disk = set(names)
+    kept = np.fromiter((name in on_disk for name in cached[ROW_FILE]), bool, len(cached))
     deleted = int((~kept).sum())
     if deleted:
         cached = cached[kept]
