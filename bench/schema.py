@@ -375,8 +375,8 @@ class ResultRow:
 
     @classmethod
     def from_json(cls, data: bytes) -> "ResultRow":
-        """The row in a row file's bytes, as ``from_dict(orjson.loads(data))`` gives it, twice as
-        fast where the file holds only columns of their declared types (every file segbench
+        """The row in a row file's bytes, as ``from_dict(orjson.loads(data))`` gives it, about
+        twice as fast where the file holds only columns of their declared types (every file segbench
         writes): msgspec checks those in C (``_stored_row_decoder``), where ``from_dict`` loops over
         170 fields in Python, and a report reads 10,000 files. Any other file goes through
         ``from_dict``, which keeps a plug-in's columns or raises the error saying why it is no row

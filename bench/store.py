@@ -39,13 +39,16 @@ _OS_ERROR_ADVICE = {
     errno.EPERM: f"{_ELSEWHERE}a directory you can write",
 }
 
+
 class ResultsNotWritableError(RuntimeError):
     """The results directory cannot take a row; raised before any job runs."""
+
 
 def describe_os_error(exc: OSError) -> str:
     """One line: what failed (the error names the file), then what to do for the usual causes."""
     advice = _OS_ERROR_ADVICE.get(exc.errno)
     return f"{exc}; {advice}" if advice else str(exc)
+
 
 @dataclass
 class LoadedRows:
@@ -60,6 +63,7 @@ class LoadedRows:
         return [f"warning: skipped unreadable row file {path} ({self.problems[path]}); a job killed "
                 "mid-write leaves none, so it was damaged or edited: fix or delete it" for path in self.unreadable]
 
+
 def _strict_json(value):
     """NaN and infinities become null (e.g. the IoU of a class absent from a split), so every
     row file is standard JSON that any reader accepts."""
@@ -70,6 +74,7 @@ def _strict_json(value):
     if isinstance(value, (list, tuple)):
         return [_strict_json(item) for item in value]
     return value
+
 
 class ResultStore:
     def __init__(self, root: str | Path):
