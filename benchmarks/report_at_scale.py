@@ -110,7 +110,10 @@ def start_afresh(target: Path) -> None:
     """Remove what the reports wrote and the new row of an earlier cycle: the copies alone remain."""
     for name in DERIVED:
         path = target / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     for new in (target / "rows").glob(f"*/*_{NEW_RUN_ID}.json"):
         new.unlink()
     os.sync()

@@ -163,3 +163,15 @@ def test_figures_are_drawn_once_per_set_of_rows(many, monkeypatch):
     ResultStore(many).row_files()[0].unlink()
     with pytest.raises(AssertionError, match="unchanged rows"):
         write_report(many)                       # a row file deleted: drawn again without it
+
+
+def test_the_benchmark_calls_a_target_met_only_where_the_whole_interval_is_under_it():
+    """benchmarks/report_at_scale.py's verdict on seven runs: the median's 95% interval (of seven
+    sorted runs, the first and the last) under, over or around the target; too few runs, no verdict."""
+    from benchmarks.report_at_scale import verdict
+    runs = [4.1, 3.9, 4.0, 4.2, 4.6, 3.95, 4.05]
+    assert verdict(runs, 5.0).endswith("[95% interval 3.90, 4.60] n=7; target under 5 s: met")
+    assert verdict(runs, 3.5).endswith("target under 3.5 s: missed")
+    assert verdict(runs, 4.5).endswith("target under 4.5 s: inconclusive: the interval straddles it")
+    assert verdict(runs, None) == "median 4.05 s [95% interval 3.90, 4.60] n=7"
+    assert verdict(runs[:5], 5.0) == "median 4.10 s (n=5: too few runs for an interval, no verdict)"
