@@ -136,33 +136,61 @@ def test_an_unreadable_row_file_is_a_warning_on_the_console(many):
     assert str(broken) in warning and "JSONDecodeError" in warning
 
 
-def test_figures_are_drawn_once_per_set_of_rows(many, monkeypatch):
+#: The functions that build the figures (``plots._figure_builds`` calls them by these names).
+FIGURE_FUNCTIONS = ("latency_memory_figure", "params_flops_figure", "accuracy_latency_figure", "scaling_figure",
+                    "backend_latency_figure", "learning_curve_figure", "iou_heatmap_figures")
+
+
+def _forbid_building(monkeypatch, names=FIGURE_FUNCTIONS):
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("unchanged rows: the cached figures should have been used")
+    for name in names:
+        monkeypatch.setattr(plots, name, must_not_build)
+
+
+def test_figures_are_built_once_per_set_of_the_rows_they_plot(many, monkeypatch):
     write_report(many)
     first = {p.name: p.read_bytes() for p in (many / "report").glob("*.png")}
     assert "accuracy_vs_latency.png" in first
 
-    def must_not_draw(*args, **kwargs):
-        raise AssertionError("unchanged rows: the cached figures should have been used")
-
-    monkeypatch.setattr(plots, "_figure_tasks", must_not_draw)
+    _forbid_building(monkeypatch)
     write_report(many)
     assert {p.name: p.read_bytes() for p in (many / "report").glob("*.png")} == first
 
     ResultStore(many).write(make_row("newcomer", miou=0.9))
     with pytest.raises(AssertionError, match="unchanged rows"):
-        write_report(many)                       # a new row: the figures must be drawn again
+        write_report(many)                       # a new model (new colours): the figures are built again
 
-    # The report that reads a new row draws the figures, and the next report on the same rows reuses
+    # The report that reads a new row builds the figures, and the next report on the same rows reuses
     # them, even when the new row leaves a column empty (its own frame types it differently).
     monkeypatch.undo()
     ResultStore(many).write(make_row("latecomer", miou=0.8, latency_ms_median=None))
     write_report(many)
-    monkeypatch.setattr(plots, "_figure_tasks", must_not_draw)
+    _forbid_building(monkeypatch)
     write_report(many)
 
     ResultStore(many).row_files()[0].unlink()
     with pytest.raises(AssertionError, match="unchanged rows"):
-        write_report(many)                       # a row file deleted: drawn again without it
+        write_report(many)                       # a row file deleted: built again without it
+
+
+def test_a_new_row_builds_again_only_the_figures_that_plot_it(many, monkeypatch):
+    """A profile row of a known model (no accuracy): the accuracy figures' rows are as they were, so
+    they come from the cache; the figures that plot latency, memory and size are built again."""
+    write_report(many)
+    ResultStore(many).write(make_row(ResultStore(many).load().rows[0].model))
+    called = []
+
+    def recording(name):
+        real = getattr(plots, name)
+        return lambda *args, **kwargs: called.append((name, *args[2:3])) or real(*args, **kwargs)
+    for name in FIGURE_FUNCTIONS:
+        monkeypatch.setattr(plots, name, recording(name))
+    from bench.report import tasks
+    monkeypatch.setattr(tasks, "workers_for", lambda work: 0)   # in this process, where the calls are seen
+    write_report(many)
+    assert sorted(called) == [("backend_latency_figure",), ("latency_memory_figure",), ("params_flops_figure",),
+                              ("scaling_figure", "latency_ms_median"), ("scaling_figure", "peak_memory_mib")]
 
 
 def test_the_benchmark_calls_a_target_met_only_where_the_whole_interval_is_under_it():

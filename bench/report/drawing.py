@@ -4,13 +4,16 @@ A figure task builds its figures with their point labels not yet placed
 (``bench.report.labels.deferred_labels``); the figure's fingerprint (``fingerprint``: every
 artist's data, text, colour, scale and tick, the figure's size) then keys its PNG in the cache, so
 a new row that leaves a figure's points, lines and titles as they were reuses its PNG, and only a
-changed figure pays for label placement and savefig. Captions come from the build, every time.
+changed figure pays for label placement and savefig. A task keeps a record of what its build gave
+(captions, notes, PNGs) under a key of the rows the build plots (``bench.report.plots``): a report
+whose rows for that build are those of the record copies its figures without building them.
 
 The report runs these tasks in other processes (``bench.report.tasks``) while it builds its tables.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -21,7 +24,7 @@ from matplotlib.artist import Artist
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 
-from bench.atomic import atomic_write
+from bench.atomic import atomic_write, atomic_write_text
 from bench.report.labels import deferred_labels, place_pending_labels
 
 #: What a figure build returns: (file name, the figure or None when the rows hold nothing for it,
@@ -37,8 +40,10 @@ GETTERS = ("get_xydata", "get_offsets", "get_segments", "get_xy", "get_width", "
            "get_color", "get_facecolor", "get_edgecolor", "get_marker", "get_markersize", "get_linestyle",
            "get_linewidth", "get_visible", "get_label", "get_gid", "get_xscale", "get_yscale", "get_xlim",
            "get_ylim", "get_xticks", "get_yticks", "get_zorder")
-#: PNGs kept in the cache per figure file name (the newest used).
+#: PNGs kept in the cache per figure file name, and records per build (the newest used).
 KEPT_PER_FIGURE = 4
+#: Hex digits of a cache key (a PNG's, a build record's).
+KEY_LENGTH = 16
 
 
 def _as_bytes(value) -> bytes:
@@ -88,18 +93,30 @@ def fingerprint(figure: Figure) -> str:
     return digest.hexdigest()
 
 
-def save_figures(build: Callable[[], Built], out_dir: Path, png_cache: Path, salt: bytes, save: dict) -> Drawn:
-    """Runs ``build`` (labels deferred) and writes each figure into ``out_dir``: from ``png_cache``
-    when a figure of the same fingerprint (and ``salt``: the drawing code and versions) was drawn
-    before, else with its labels placed and saved (``save``: savefig's options) there first."""
+def save_figures(build: Callable[[], Built], out_dir: Path, png_cache: Path, salt: bytes, save: dict,
+                 record: Path) -> Drawn:
+    """Writes ``build``'s figures into ``out_dir``. Where ``record`` (what this build gave before,
+    from the same rows) exists and its PNGs are still in ``png_cache``, from those, without
+    building. Otherwise it runs ``build`` (labels deferred), and writes each figure from
+    ``png_cache`` when a figure of the same fingerprint (and ``salt``: the drawing code and
+    versions) was drawn before, else with its labels placed and saved (``save``: savefig's
+    options) there first; then the record."""
+    if record.exists():
+        kept = json.loads(record.read_text())
+        if all((png_cache / png).exists() for png in kept["pngs"]):
+            for (name, _), png in zip(kept["drawn"], kept["pngs"]):
+                os.utime(png_cache / png)  # the newest used are kept
+                shutil.copyfile(png_cache / png, out_dir / name)
+            os.utime(record)
+            return [tuple(pair) for pair in kept["drawn"]], kept["missing"], kept["notes"]
     with deferred_labels():
         figures, notes = build()
-    drawn, missing = [], []
+    drawn, missing, pngs = [], [], []
     for name, figure, caption in figures:
         if figure is None:
             missing.append(name)
             continue
-        key = hashlib.sha1(salt + fingerprint(figure).encode()).hexdigest()[:16]
+        key = hashlib.sha1(salt + fingerprint(figure).encode()).hexdigest()[:KEY_LENGTH]
         cached = png_cache / f"{Path(name).stem}_{key}.png"
         if cached.exists():
             os.utime(cached)  # the newest used are kept
@@ -109,10 +126,14 @@ def save_figures(build: Callable[[], Built], out_dir: Path, png_cache: Path, sal
             _prune(png_cache, Path(name).stem)
         shutil.copyfile(cached, out_dir / name)
         drawn.append((name, caption))
+        pngs.append(cached.name)
+    atomic_write_text(record, json.dumps({"drawn": drawn, "pngs": pngs, "missing": missing, "notes": notes}))
+    _prune(record.parent, record.stem[:-(KEY_LENGTH + 1)], ".json")
     return drawn, missing, notes
 
 
-def _prune(png_cache: Path, stem: str) -> None:
-    pattern = f"{stem}_" + "?" * 16 + ".png"
-    for old in sorted(png_cache.glob(pattern), key=lambda p: p.stat().st_mtime)[:-KEPT_PER_FIGURE]:
+def _prune(cache: Path, stem: str, suffix: str = ".png") -> None:
+    """Keeps the ``KEPT_PER_FIGURE`` newest used of ``stem``'s files in ``cache`` (``<stem>_<key>``)."""
+    pattern = f"{stem}_" + "?" * KEY_LENGTH + suffix
+    for old in sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime)[:-KEPT_PER_FIGURE]:
         old.unlink(missing_ok=True)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import re
-import shutil
 import textwrap
 from importlib.metadata import version as _version
 from pathlib import Path
@@ -32,10 +31,9 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, LogLocator, NullLocator
 
-from bench.atomic import atomic_write_text
 from bench.paths import safe_name
 from bench.report.deployment import backend_latency_figure
-from bench.report.drawing import Built, Drawn, save_figures
+from bench.report.drawing import KEY_LENGTH, Built, Drawn, save_figures
 from bench.report.tasks import run_tasks
 from bench.report.evidence import EvidenceBar, shortfalls
 from bench.report.frame import IOU_PREFIX, ROW_FILE, consolidated_path, iou_columns, json_value
@@ -582,61 +580,84 @@ def iou_heatmap_figures(current: pd.DataFrame) -> dict[str, Figure]:
 PER_DEVICE = "a line per model, a panel per device at its most common batch size, precision and backend."
 
 
-def _figure_builds(current: pd.DataFrame, bar: EvidenceBar) -> list[Callable[[], Built]]:
-    """One build per figure (the per-class heatmaps: one for all), the costliest first: each
-    returns ([(file name, figure or None, caption)], [notes])."""
+@dataclasses.dataclass(frozen=True)
+class FigureBuild:
+    """One build: its name (a file stem: its record in the cache), the current rows it plots (a
+    mask; the build sees those alone, so equal rows build equal figures) and the build, which takes
+    them and returns ([(file name, figure or None, caption)], [notes])."""
+    name: str
+    rows: pd.Series
+    build: Callable[[pd.DataFrame], Built]
+
+    def __call__(self, current: pd.DataFrame) -> Built:
+        return self.build(current[self.rows])
+
+
+def _figure_builds(current: pd.DataFrame, bar: EvidenceBar) -> list[FigureBuild]:
+    """One build per figure (the per-class heatmaps: one for all), the costliest first. Each
+    figure's own first filter picks from its rows again: the mask is what that filter keeps or
+    more (a backend figure's rows: every ok latency), never less."""
     colors = model_colors(current["model"])
+    ok = current["status"] == "ok"
 
-    def scaling(name: str, quantity: str, ylabel: str, title: str, caption: str) -> Callable[[], Built]:
-        def build() -> Built:
-            figure, method = scaling_figure(current, colors, quantity, ylabel, title)
-            return [(name, figure, f"{caption} {method}")], []
-        return build
+    def holding(*columns: str) -> pd.Series:
+        return ok & current[list(columns)].notna().all(axis=1)
 
-    def latency_memory() -> Built:
-        return [("latency_vs_memory.png", *latency_memory_figure(current, colors))], []
+    def scaling(name: str, quantity: str, ylabel: str, title: str, caption: str) -> FigureBuild:
+        def build(rows: pd.DataFrame) -> Built:
+            figure, method = scaling_figure(rows, colors, quantity, ylabel, title)
+            return [(f"{name}.png", figure, f"{caption} {method}")], []
+        return FigureBuild(name, holding(quantity, "pixels"), build)
 
-    def accuracy() -> Built:
-        return [("accuracy_vs_latency.png", *accuracy_latency_figure(current, colors, bar))], []
+    def latency_memory(rows: pd.DataFrame) -> Built:
+        return [("latency_vs_memory.png", *latency_memory_figure(rows, colors))], []
 
-    def backends() -> Built:
-        return [("latency_per_backend.png", backend_latency_figure(current),
+    def accuracy(rows: pd.DataFrame) -> Built:
+        return [("accuracy_vs_latency.png", *accuracy_latency_figure(rows, colors, bar))], []
+
+    def backends(rows: pd.DataFrame) -> Built:
+        return [("latency_per_backend.png", backend_latency_figure(rows),
                  "Latency per batch of each model on each deployment backend that passed parity (fp32): "
                  "the newest job's median, with the median's distribution-free 95% interval as the error "
                  "bar (none where too few calls gave one); n = 1 job per bar.")], []
 
-    def params() -> Built:
-        return [("params_vs_flops.png", params_flops_figure(current, colors),
+    def params(rows: pd.DataFrame) -> Built:
+        return [("params_vs_flops.png", params_flops_figure(rows, colors),
                  f"Parameters against FLOPs per image (log-log), one point per model (the median of its "
                  f"jobs; deterministic counts). {MARKER_CAPTION}")], []
 
-    def curves() -> Built:
-        figure, note = learning_curve_figure(current, colors)
+    def curves(rows: pd.DataFrame) -> Built:
+        figure, note = learning_curve_figure(rows, colors)
         return [("learning_curves.png", figure, "Validation mIoU against training time, one line per run "
                  "(a model's seeds share a colour).")], [note] if note else []
 
-    def heatmaps() -> Built:
+    def heatmaps(rows: pd.DataFrame) -> Built:
         return [(f"per_class_iou_{safe_name(name)}.png", figure, f"Per-class IoU on {name}.")  # a user's name
-                for name, figure in iou_heatmap_figures(current).items()], []
+                for name, figure in iou_heatmap_figures(rows).items()], []
 
+    classes = iou_columns(current)
     return [
-        latency_memory, params, accuracy,   # the labelled ones: label placement is most of the drawing
-        scaling("latency_vs_resolution.png", "latency_ms_median", "latency per batch (ms)",
+        # The labelled ones first: label placement is most of the drawing.
+        FigureBuild("latency_vs_memory", holding("latency_ms_median", "peak_memory_mib", "pixels"), latency_memory),
+        FigureBuild("params_vs_flops", holding("params_m", "gflops_per_image"), params),
+        FigureBuild("accuracy_vs_latency", holding("miou_pct", "latency_ms_median", "pixels"), accuracy),
+        scaling("latency_vs_resolution", "latency_ms_median", "latency per batch (ms)",
                 "Latency against input size", f"Latency per batch against input resolution, {PER_DEVICE}"),
-        scaling("train_latency_vs_resolution.png", "train_latency_ms_median", "training step per batch (ms)",
+        scaling("train_latency_vs_resolution", "train_latency_ms_median", "training step per batch (ms)",
                 "Training-step latency against input size",
                 "One training step (forward, cross-entropy, backward, optimizer step) per batch against "
                 f"input resolution, {PER_DEVICE}"),
-        scaling("memory_vs_resolution.png", "peak_memory_mib", "peak memory, one forward pass (MiB)",
+        scaling("memory_vs_resolution", "peak_memory_mib", "peak memory, one forward pass (MiB)",
                 "Memory against input size",
                 f"Peak memory of one forward pass against input resolution, {PER_DEVICE}"),
-        scaling("train_memory_vs_resolution.png", "train_peak_memory_mib", "peak memory, one training step (MiB)",
+        scaling("train_memory_vs_resolution", "train_peak_memory_mib", "peak memory, one training step (MiB)",
                 "Training memory against input size",
                 "Peak memory of one training step (weights, gradients, optimizer state, activations) "
                 f"against input resolution, {PER_DEVICE}"),
-        backends, curves, heatmaps,
+        FigureBuild("latency_per_backend", holding("latency_ms_median"), backends),
+        FigureBuild("learning_curves", ok & (current["learning_curve"].fillna("") != ""), curves),
+        FigureBuild("per_class_iou", ok & current[classes].notna().any(axis=1), heatmaps),
     ]
-
 
 #: The order of the figures on the page.
 PAGE_ORDER = ("latency_vs_resolution.png", "train_latency_vs_resolution.png", "memory_vs_resolution.png",
@@ -651,18 +672,39 @@ def _drawing_salt(bar: EvidenceBar) -> bytes:
     return code + versions.encode()
 
 
+def _rows_key(current: pd.DataFrame, rows: pd.Series) -> bytes:
+    """What names ``current``'s ``rows`` and their values. Rows read by ``load_frame``: their files
+    and the consolidated table's name (a row file is written once and never changed; the table's
+    name says how the frame's columns were derived): hashing 10,000 rows' values took 0.15 to
+    0.35 s. Other frames: their values."""
+    if ROW_FILE in current:
+        return "\n".join([consolidated_path("").name, *current.loc[rows, ROW_FILE]]).encode()
+    return pd.util.hash_pandas_object(current[rows], index=False).values.tobytes()
+
+
 def _figure_tasks(current: pd.DataFrame, out_dir: Path, cache_dir: Path,
                   bar: EvidenceBar | None = None) -> list[Callable[[], Drawn]]:
-    """One task per figure build, drawing into ``out_dir`` what the rows support (each PNG
-    reused from ``cache_dir`` when its figure did not change: ``bench.report.drawing``).
+    """One task per figure build, drawing into ``out_dir`` what the rows support. A build whose
+    rows, colours, frame columns and drawing code are those of a build before is not run: its
+    figures are copied from the cache (its record in ``cache_dir/figure_builds``); a build that
+    runs draws again only the figures whose content changed (``bench.report.drawing``).
     ``bar``: the evidence bar a Pareto front needs (conf/published.yaml's by default)."""
     bar = bar or evidence_bar()
     out_dir.mkdir(parents=True, exist_ok=True)
-    png_cache = cache_dir / "figure_pngs"
+    png_cache, records = cache_dir / "figure_pngs", cache_dir / "figure_builds"
     png_cache.mkdir(parents=True, exist_ok=True)
-    salt = _drawing_salt(bar)
-    return [functools.partial(save_figures, build, out_dir, png_cache, salt, SAVE)
-            for build in _figure_builds(current, bar)]
+    records.mkdir(parents=True, exist_ok=True)
+    code = _drawing_salt(bar)
+    # The colours (a new model recolours every figure) and the frame's columns (their order orders
+    # a heatmap's classes) are in every build's key.
+    salt = (code + json.dumps(list(current.columns)).encode()
+            + repr(sorted(model_colors(current["model"]).items())).encode())
+    tasks = []
+    for figure in _figure_builds(current, bar):
+        key = hashlib.sha1(salt + _rows_key(current, figure.rows)).hexdigest()[:KEY_LENGTH]
+        tasks.append(functools.partial(save_figures, functools.partial(figure, current), out_dir, png_cache,
+                                       code, SAVE, records / f"{figure.name}_{key}.json"))
+    return tasks
 
 
 def _drawn_in_page_order(drawings: list[Drawn]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -676,26 +718,8 @@ def _drawn_in_page_order(drawings: list[Drawn]) -> tuple[list[tuple[str, str]], 
     return drawn, notes
 
 
-#: Figure sets kept in the cache (the newest): a report on unchanged rows copies its figures.
-KEPT_FIGURE_SETS = 3
-
-
 #: The modules whose code decides what the figures show (drawing, folding, the front, the bar).
 DRAWING_CODE = ("plots.py", "labels.py", "drawing.py", "deployment.py", "pareto.py", "evidence.py", "repeats.py")
-
-
-def _figures_key(current: pd.DataFrame, bar: EvidenceBar) -> str:
-    """The rows, the evidence bar and the drawing code: the same key, the same figures. Rows read
-    by ``load_frame`` are named by their files and the consolidated table's name (a row file is
-    written once and never changed; the table's name says how the frame's columns were derived):
-    hashing 10,000 rows' values took 0.15 to 0.35 s of every report, before its workers could
-    start. Other frames are hashed by value."""
-    if ROW_FILE in current:
-        rows = "\n".join([consolidated_path("").name, *current[ROW_FILE]]).encode()
-    else:
-        rows = pd.util.hash_pandas_object(current, index=False).values.tobytes()
-    names = json.dumps(list(current.columns)).encode()
-    return hashlib.sha1(rows + names + _drawing_salt(bar)).hexdigest()[:16]
 
 
 #: What the figures come to: ([(png path, caption)], [notes on figures left out]).
@@ -705,37 +729,22 @@ Figures = tuple[list[tuple[Path, str]], list[str]]
 def figure_work(current: pd.DataFrame, out_dir: Path,
                 cache_dir: Path) -> tuple[list[Callable[[], Drawn]], Callable[[list[Drawn]], Figures]]:
     """``write_plots``' work in two parts, so the caller can run the tasks beside its own (in
-    other processes: ``bench.report.drawing.run_tasks``): the figure tasks (none when this set of
-    rows was drawn before), and the call that takes their results and returns what
-    ``write_plots`` returns."""
-    bar = evidence_bar()
-    figure_sets = cache_dir / "figures"
-    drawn_dir = figure_sets / _figures_key(current, bar)
-    manifest = drawn_dir / "figures.json"
-    tasks = [] if manifest.exists() else _figure_tasks(current, drawn_dir, cache_dir, bar)
-
+    other processes: ``bench.report.tasks.run_tasks``): the figure tasks, and the call that takes
+    their results and returns what ``write_plots`` returns."""
     def finish(drawings: list[Drawn]) -> Figures:
-        if tasks:
-            drawn, notes = _drawn_in_page_order(drawings)
-            atomic_write_text(manifest, json.dumps({"figures": drawn, "notes": notes}))
-            for old in sorted(figure_sets.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_FIGURE_SETS]:
-                shutil.rmtree(old, ignore_errors=True)
-        kept = json.loads(manifest.read_text())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, _ in kept["figures"]:
-            shutil.copyfile(drawn_dir / name, out_dir / name)
-        return [(out_dir / name, caption) for name, caption in kept["figures"]], kept["notes"]
-    return tasks, finish
+        drawn, notes = _drawn_in_page_order(drawings)
+        return [(out_dir / name, caption) for name, caption in drawn], notes
+    return _figure_tasks(current, out_dir, cache_dir, evidence_bar()), finish
 
 
 def write_plots(current: pd.DataFrame, out_dir: Path, cache_dir: Path) -> Figures:
     """Every figure the rows support, in ``out_dir``; returns ([(png path, caption)], [notes on
     figures left out]).
 
-    Drawing is most of a large report's time, so the figures are drawn once per set of rows (and
-    drawing code) into ``cache_dir/figures/<key>/`` and copied from there by later reports; and
-    within a new set, a figure whose plotted values did not change is copied from its PNG in
-    ``cache_dir/figure_pngs`` (``bench.report.drawing``). The figures are drawn in parallel.
+    Drawing is most of a large report's time, so a figure is built again only when the rows it
+    plots changed (or the colours, the columns, the drawing code), and drawn again only when what
+    it shows changed: a figure whose points, lines and texts are as before is copied from its PNG
+    in ``cache_dir/figure_pngs`` (``bench.report.drawing``). The figures are drawn in parallel.
     """
     tasks, finish = figure_work(current, out_dir, cache_dir)
     return finish(run_tasks(tasks).result())
