@@ -593,11 +593,10 @@ class FigureBuild:
         return self.build(current[self.rows])
 
 
-def _figure_builds(current: pd.DataFrame, bar: EvidenceBar) -> list[FigureBuild]:
-    """One build per figure (the per-class heatmaps: one for all), the costliest first. Each
-    figure's own first filter picks from its rows again: the mask is what that filter keeps or
-    more (a backend figure's rows: every ok latency), never less."""
-    colors = model_colors(current["model"])
+def _figure_builds(current: pd.DataFrame, bar: EvidenceBar, colors: dict) -> list[FigureBuild]:
+    """One build per figure (the per-class heatmaps: one for all), the costliest first, each model
+    in its ``colors``. Each figure's own first filter picks from its rows again: the mask is what
+    that filter keeps or more (a backend figure's rows: every ok latency), never less."""
     ok = current["status"] == "ok"
 
     def holding(*columns: str) -> pd.Series:
@@ -694,13 +693,12 @@ def _figure_tasks(current: pd.DataFrame, out_dir: Path, cache_dir: Path,
     png_cache, records = cache_dir / "figure_pngs", cache_dir / "figure_builds"
     png_cache.mkdir(parents=True, exist_ok=True)
     records.mkdir(parents=True, exist_ok=True)
-    code = _drawing_salt(bar)
+    code, colors = _drawing_salt(bar), model_colors(current["model"])
     # The colours (a new model recolours every figure) and the frame's columns (their order orders
     # a heatmap's classes) are in every build's key.
-    salt = (code + json.dumps(list(current.columns)).encode()
-            + repr(sorted(model_colors(current["model"]).items())).encode())
+    salt = code + json.dumps(list(current.columns)).encode() + repr(sorted(colors.items())).encode()
     tasks = []
-    for figure in _figure_builds(current, bar):
+    for figure in _figure_builds(current, bar, colors):
         key = hashlib.sha1(salt + _rows_key(current, figure.rows)).hexdigest()[:KEY_LENGTH]
         tasks.append(functools.partial(save_figures, functools.partial(figure, current), out_dir, png_cache,
                                        code, SAVE, records / f"{figure.name}_{key}.json"))
