@@ -658,6 +658,7 @@ def _figure_builds(current: pd.DataFrame, bar: EvidenceBar, colors: dict) -> lis
         FigureBuild("per_class_iou", ok & current[classes].notna().any(axis=1), heatmaps),
     ]
 
+
 #: The order of the figures on the page.
 PAGE_ORDER = ("latency_vs_resolution.png", "train_latency_vs_resolution.png", "memory_vs_resolution.png",
               "train_memory_vs_resolution.png", "latency_vs_memory.png", "accuracy_vs_latency.png",
