@@ -6,9 +6,10 @@ The source is a results directory with real rows (``make bench`` writes one); ea
 own job key and run id, so the report sees ``--rows`` jobs. The report runs in a fresh process,
 as a user runs it, in ``--repeats`` cycles of three: the first report (every JSON row file read,
 the caches built: the consolidated row table, the figures, the data-set sample), a second on
-unchanged rows, and a third after one new row (as after a sweep: one more file to read, every
-figure built again and drawn again where what it plots changed). Each cycle starts from the
-copies alone (the caches, the report and the new row removed), so the cycles are alike and a
+unchanged rows, and a third after one new row (as after a sweep: one more file to read; the new
+row copies the first job's row, of make bench's rows an accuracy row, which every figure plots, so
+every figure is built again, and drawn again where what it shows changed). Each cycle starts from
+the copies alone (the caches, the report and the new row removed), so the cycles are alike and a
 drift of the machine's speed spreads over all three kinds of run.
 
 Prints each run's wall time, peak resident memory and CPU, then per kind of run the median with
