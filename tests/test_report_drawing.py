@@ -79,6 +79,16 @@ def test_tasks_run_in_forked_workers_and_a_failure_surfaces():
         tasks.run_tasks([_pid, _fails]).result()
 
 
+
+def test_two_pools_at_once_each_run_their_own_tasks():
+    """The report starts its table tasks before its figure tasks and collects both afterwards."""
+    if tasks.workers_for([_pid, _pid]) < 2:
+        pytest.skip("one CPU or no fork: the tasks run in this process")
+    first = tasks.run_tasks([lambda: "first a", lambda: "first b"])
+    second = tasks.run_tasks([lambda: "second a", _pid, lambda: "second c"])
+    assert second.result()[::2] == ["second a", "second c"]
+    assert first.result() == ["first a", "first b"]
+
 def test_without_fork_the_tasks_run_in_this_process_when_asked(monkeypatch):
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     assert tasks.workers_for([_pid, _pid, _pid]) == 0

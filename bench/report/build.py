@@ -19,8 +19,6 @@ from bench.report.deployment import best_deployment_table
 from bench.report.frame import load_frame
 from bench.report.neutral import csv_safe, markdown_text
 from bench.report.tasks import run_tasks
-from bench.report.plots import SAVE, figure_work
-from bench.report.sample import CAPTION, write_sample
 from bench.report.published import (
     ClaimResult, decoder_storage_table, densenet_memory_table, evaluate_claims, int64_note,
     load_published, miou_table, params_table, table6, table6_note)
@@ -209,20 +207,26 @@ def write_outputs(results_dir: str | Path, config: ReportConfig = ReportConfig()
 
     # In other processes (``run_tasks``), while this one builds the tables: the all-jobs table,
     # the tidy files, the figures and the data-set sample, which the rest of the page does not wait
-    # for. The first two first: they take longest when few figures are drawn again, and when many
-    # are, the figures' total far outweighs them.
+    # for. The first two start at once: they need no drawing modules, which this process imports
+    # meanwhile (matplotlib and scipy's t quantile, about a second of CPU on a 2-core machine),
+    # so that the figure workers, forked after it, inherit them rather than import them each.
+    tabulating = run_tasks([functools.partial(all_jobs_html, current),
+                            functools.partial(write_tidy, everything, results_dir)])
+    import scipy.special  # noqa: F401, PLC0415  (the error bars' and the headline's t quantile)
+
+    from bench.report.plots import SAVE, figure_work  # noqa: PLC0415
+    from bench.report.sample import CAPTION, write_sample  # noqa: PLC0415
     figure_tasks, figures_of = figure_work(current, out_dir, results_dir / "cache")
-    background = run_tasks([functools.partial(all_jobs_html, current),
-                            functools.partial(write_tidy, everything, results_dir),
-                            *figure_tasks,
-                            functools.partial(write_sample, current, results_dir / "cache", out_dir, SAVE)])
+    drawing = run_tasks([*figure_tasks,
+                         functools.partial(write_sample, current, results_dir / "cache", out_dir, SAVE)])
     published = load_published()
     bar = EvidenceBar.from_published(published)
     top, picks = headline(current, bar), answers(current, published, config)
     tables, table_notes = tables_of(current, published, bar)
     claims = evaluate_claims(current, published, picks)
     written = write_markdown(tables, top, picks, claims, out_dir, table_notes, accuracy_heading(current))
-    all_jobs, tidy, *drawings, (sample_path, why_not) = background.result()
+    all_jobs, tidy = tabulating.result()
+    *drawings, (sample_path, why_not) = drawing.result()
     figures, notes = figures_of(drawings)
     if sample_path is None:
         notes.append(f"No data-set sample figure: {why_not}.")

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, LogLocator, NullLocator
 
 from bench.paths import safe_name
-from bench.report.deployment import backend_latency_figure
+from bench.report.deployment import SETTING
 from bench.report.drawing import KEY_LENGTH, Built, Drawn, save_figures
 from bench.report.tasks import run_tasks
 from bench.report.evidence import EvidenceBar, shortfalls
@@ -216,6 +216,41 @@ LATENCY_METHOD = (f"Latency error bars: for one job, its median with the median'
 def _resolution_span(rows: pd.DataFrame) -> str:
     shown = rows.drop_duplicates("pixels").sort_values("pixels")["resolution"].tolist()
     return f"at {shown[0]}" if len(shown) == 1 else f"{len(shown)} resolutions, {shown[0]} to {shown[-1]}"
+
+
+def backend_latency_figure(current: pd.DataFrame) -> Figure | None:
+    """Latency per backend (fp32, default layout) per model, bars side by side, at the device,
+    resolution and batch measured with more than one backend for the most models."""
+    rows = current[(current["status"] == "ok") & (current["precision"] == "fp32")
+                   & ~current["channels_last"].astype(bool) & current["latency_ms_median"].notna()]
+    rows = rows.sort_values("finished_at").drop_duplicates([*SETTING, "backend"], keep="last")
+    several = rows.groupby(SETTING)["backend"].transform("nunique") > 1
+    rows = rows[several]
+    if rows.empty:
+        return None
+    where = rows.groupby(SETTING[1:])["model"].nunique().idxmax()
+    chosen = rows[(rows[SETTING[1:]] == pd.Series(where, index=SETTING[1:])).all(axis=1)]
+    table = chosen.pivot(index="model", columns="backend", values="latency_ms_median")
+    # The median's distribution-free 95% interval as the error bar (NaN, no bar, where too few calls).
+    low, high = (chosen.pivot(index="model", columns="backend", values=column).reindex_like(table)
+                 for column in ("latency_ms_ci_low", "latency_ms_ci_high"))
+    figure = Figure(figsize=(max(6.0, 1.2 * len(table) + 2) + 2.0, 4.2), layout="constrained")
+    ax = figure.subplots()
+    width = 0.8 / len(table.columns)
+    for i, backend in enumerate(table.columns):
+        median = table[backend].to_numpy(dtype=float)
+        errors = np.clip(np.vstack([median - low[backend].to_numpy(dtype=float),
+                                    high[backend].to_numpy(dtype=float) - median]), 0, None)
+        ax.bar(np.arange(len(table)) + i * width, median, width, label=backend,
+               yerr=None if np.isnan(errors).all() else errors, capsize=3, error_kw={"elinewidth": 1})
+    ax.set_xticks(np.arange(len(table)) + width * (len(table.columns) - 1) / 2, table.index,
+                  rotation=30, fontsize="small")
+    ax.set_ylabel("latency per batch, median (ms)")
+    device, threads, resolution, batch = where
+    ax.set_title(f"Latency per backend: {device}, {threads:.0f} threads, {resolution}, batch {batch:.0f}, fp32")
+    ax.grid(True, axis="y", alpha=0.3)
+    figure.legend(loc="outside right upper", fontsize="small")  # beside the bars, never over one
+    return figure
 
 
 def scaling_figure(current: pd.DataFrame, colors: dict, quantity: str, ylabel: str,

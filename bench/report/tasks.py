@@ -15,7 +15,8 @@ import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Callable
 
-#: The tasks of the running pool, inherited by its forked workers (never pickled).
+#: The tasks of the pool started last, which its workers inherit (never pickled): a fork pool forks
+#: every worker at its first submission, so pools started later leave them their own tasks.
 _TASKS: list[Callable[[], object]] = []
 
 
