@@ -1,6 +1,7 @@
 """Figures drawn in parallel, each PNG redrawn only when what it plots changes (bench.report.drawing)."""
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 
@@ -88,6 +89,16 @@ def test_two_pools_at_once_each_run_their_own_tasks():
     second = tasks.run_tasks([lambda: "second a", _pid, lambda: "second c"])
     assert second.result()[::2] == ["second a", "second c"]
     assert first.result() == ["first a", "first b"]
+
+def test_workers_inherit_the_callers_objects_frozen_and_the_caller_stays_unfrozen():
+    """Frozen objects are skipped by a worker's garbage collections, which would copy their pages."""
+    if tasks.workers_for([_pid, _pid]) < 2:
+        pytest.skip("one CPU or no fork: the tasks run in this process")
+    before = gc.get_freeze_count()
+    counts = tasks.run_tasks([gc.get_freeze_count, gc.get_freeze_count]).result()
+    assert all(count > before for count in counts)
+    assert gc.get_freeze_count() == before
+
 
 def test_without_fork_the_tasks_run_in_this_process_when_asked(monkeypatch):
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
