@@ -16,13 +16,16 @@ Prints each run's wall time, peak resident memory and CPU, then per kind of run 
 its distribution-free 95% interval (``bench.measure.latency.median_interval``; 6 runs at the
 least) and, against issue #19's targets (the first report under 10 s, one after a new row under
 5 s), a verdict: met where the whole interval is under the target, missed where it is over,
-inconclusive where it straddles it.
+inconclusive where it straddles it; and the median of the runs' CPU seconds.
 
 The machine's state beside each time, since a shared virtual machine's speed drifts (by a third
 within an hour on the 2-core CPU this was written on): the CPU time the report took (its process
 and its workers), what other processes took meanwhile and the hypervisor's steal time (from
 /proc/stat, where readable), and before and after the runs a fixed pure-Python loop's time
-(``timeit``), which tracks the host's speed when steal time does not.
+(``timeit``), which tracks the host's speed when steal time does not. Of the three, the report's
+own CPU seconds track its speed best: for the same code and rows, a first report took 7.6 to 8.1
+CPU seconds in a quiet hour of 2026-12-03 (loop 0.72 s) and 12 to 20 in slower ones (loop 0.85 to
+1.3 s): the loop understates how much this work slows.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def copy_rows(source: Path, target: Path, count: int) -> int:
     return len(rows)
 
 
-#: The reference loop: 1.0 to 1.5 s of one core on the 2-core CPU this was written on (2026-12-03).
+#: The reference loop: 0.69 to 1.83 s of one core on the 2-core CPU this was written on (2026-12-03).
 REFERENCE = "for i in range(20_000_000): x += i"
 
 
@@ -78,9 +81,10 @@ def machine_ticks() -> tuple[int, int] | None:
         return None
 
 
-def time_report(results: Path) -> tuple[float, str]:
-    """``python -m bench.report`` in a fresh process: its seconds, and a line with them, its peak
-    resident MiB and CPU seconds, and what other processes and the hypervisor took meanwhile."""
+def time_report(results: Path) -> tuple[float, float, str]:
+    """``python -m bench.report`` in a fresh process: its seconds, its CPU seconds (its process and
+    the workers it waited for), and a line with both, its peak resident MiB, and what other
+    processes and the hypervisor took meanwhile."""
     before = machine_ticks()
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "bench.report", "--results-dir", str(results)], cwd=ROOT,
@@ -97,7 +101,7 @@ def time_report(results: Path) -> tuple[float, str]:
         tick = os.sysconf("SC_CLK_TCK")
         other = max(0.0, (after[0] - before[0]) / tick - cpu)
         text += f"; other processes {other:.1f} CPU s, steal {(after[1] - before[1]) / tick:.1f} s"
-    return seconds, text
+    return seconds, cpu, text
 
 
 #: Issue #19's targets at 10,000 rows, in seconds, by kind of run (none for unchanged rows).
@@ -177,17 +181,19 @@ def main() -> None:
     print(f"{args.rows} rows ({distinct} distinct source rows) under {target}")
     print(f"reference loop ({REFERENCE!r}): {reference_seconds():.2f} s")
     times: dict[str, list[float]] = {kind: [] for kind in TARGETS}
+    cpus: dict[str, list[float]] = {kind: [] for kind in TARGETS}
     for cycle in range(1, args.repeats + 1):
         start_afresh(target)
         for kind in TARGETS:
             if kind == "new row":
                 add_new_row(target)
-            seconds, text = time_report(target)
+            seconds, cpu, text = time_report(target)
             times[kind].append(seconds)
+            cpus[kind].append(cpu)
             print(f"cycle {cycle}, {kind}: {text}")
     print(f"reference loop again: {reference_seconds():.2f} s")
     for kind, target_seconds in TARGETS.items():
-        print(f"{kind}: {verdict(times[kind], target_seconds)}")
+        print(f"{kind}: {verdict(times[kind], target_seconds)}; CPU median {statistics.median(cpus[kind]):.1f} s")
     page = target / "report" / "index.html"
     print(f"page {page}: {page.stat().st_size / 2**20:.2f} MiB; load average {os.getloadavg()[0]:.2f}")
     if args.chromium:
