@@ -24,8 +24,8 @@ and its workers), what other processes took meanwhile and the hypervisor's steal
 /proc/stat, where readable), and before and after the runs a fixed pure-Python loop's time
 (``timeit``), which tracks the host's speed when steal time does not. Of the three, the report's
 own CPU seconds track its speed best: for the same code and rows, a first report took 7.6 to 8.1
-CPU seconds in a quiet hour of 2026-12-03 (loop 0.72 s) and 12 to 20 in slower ones (loop 0.85 to
-1.3 s): the loop understates how much this work slows.
+CPU seconds in a quiet hour of 2026-12-03 (loop 0.72 s) and 12 to 20 in slower ones (loop 0.94 to
+1.45 s): the loop understates how much this work slows.
 """
 from __future__ import annotations
 
