@@ -80,7 +80,6 @@ def test_tasks_run_in_forked_workers_and_a_failure_surfaces():
         tasks.run_tasks([_pid, _fails]).result()
 
 
-
 def test_two_pools_at_once_each_run_their_own_tasks():
     """The report starts its table tasks before its figure tasks and collects both afterwards."""
     if tasks.workers_for([_pid, _pid]) < 2:
@@ -89,6 +88,7 @@ def test_two_pools_at_once_each_run_their_own_tasks():
     second = tasks.run_tasks([lambda: "second a", _pid, lambda: "second c"])
     assert second.result()[::2] == ["second a", "second c"]
     assert first.result() == ["first a", "first b"]
+
 
 def test_workers_inherit_the_callers_objects_frozen_and_the_caller_stays_unfrozen():
     """Frozen objects are skipped by a worker's garbage collections, which would copy their pages."""
